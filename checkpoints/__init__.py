@@ -1,0 +1,1 @@
+"""Shipped release checkpoints (one .safetensors per model); installed as compressor.checkpoints."""

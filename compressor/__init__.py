@@ -1,0 +1,62 @@
+"""compressor: learned image compression at extreme rates (a 128x256 frame in at most 232 bytes).
+
+    import compressor
+    data = compressor.encode("frame.png")      # bytes of a .bin file
+    image = compressor.decode(data)            # PIL.Image at the original size
+    codec = compressor.load("vit")             # a Codec: encode/decode, batched variants, metadata
+
+torch and the model load on first use, so importing the package stays fast.
+"""
+from __future__ import annotations
+
+from compressor.errors import (
+    BitstreamError,
+    CompressorError,
+    ImageError,
+    ModelError,
+    ModelMismatchError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "encode",
+    "decode",
+    "load",
+    "list_models",
+    "CompressorError",
+    "BitstreamError",
+    "ModelMismatchError",
+    "ModelError",
+    "ImageError",
+    "__version__",
+]
+
+
+def load(name_or_path="vit"):
+    """A shipped model by name or a release checkpoint (.safetensors) by path -> `Codec`."""
+    from compressor.codec import load as _load
+
+    return _load(name_or_path)
+
+
+def encode(image, model=None) -> bytes:
+    """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes."""
+    from compressor.codec import DEFAULT_MODEL, Codec
+
+    codec = model if isinstance(model, Codec) else load(model or DEFAULT_MODEL)
+    return codec.encode(image)
+
+
+def decode(data: bytes, model=None):
+    """Decompress .bin bytes to a PIL.Image; the model is found from the file's header unless given."""
+    from compressor.codec import codec_for
+
+    return codec_for(bytes(data), model).decode(bytes(data))
+
+
+def list_models():
+    """The shipped models: a list of `ModelCard` (name, model id, config, card)."""
+    from compressor.checkpoint import read_card, shipped_checkpoints
+
+    return [read_card(p) for p in shipped_checkpoints().values()]

@@ -1,0 +1,1 @@
+"""One file per architecture family, each holding its encoder and decoder."""

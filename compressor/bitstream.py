@@ -1,0 +1,122 @@
+"""The .bin format: pure bytes in, bytes out, no torch.
+
+    byte 0      magic 0xCF
+    byte 1      high nibble: format version (1); low nibble: flags
+                  bit 0  payload is raw symbol bits (1) or entropy-coded (0)
+                  bit 1  long size: H and W as 2 x uint16 (1) or packed into 3 bytes (0)
+                  bits 2-3 reserved, must be 0
+    bytes 2-3   model id (uint16, big-endian): first 16 bits of the SHA-256 of the writer's weights
+    size        short form (3 bytes): H-1 and W-1 as two 12-bit numbers, for sides up to 4096
+                long form  (4 bytes): H-1 and W-1 as two uint16, for sides up to 65536
+    check       1 byte: CRC-8 (polynomial 0x07) over everything else (header and payload)
+    payload     the rest of the file
+
+A 128x256 frame has an 8-byte header. The check byte catches every single-bit error and burst of
+up to 8 bits, and all but 1 in 256 other corruptions, which a raw bit payload could not otherwise reveal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compressor.errors import BitstreamError
+
+MAGIC = 0xCF
+VERSION = 1
+FLAG_RAW = 0x1
+FLAG_LONG_SIZE = 0x2
+RESERVED_FLAGS = 0xC
+SHORT_SIDE_LIMIT = 4096
+MAX_SIDE = 65536
+# Largest image a .bin may claim: sides up to 65536 but at most this many pixels (a 16384x16384
+# image), so no header can ask the decoder for an absurd allocation.
+MAX_PIXELS = 16384 * 16384
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return table
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8/SMBUS (polynomial x^8 + x^2 + x + 1, initial value 0)."""
+    crc = 0
+    for byte in data:
+        crc = _CRC8[crc ^ byte]
+    return crc
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: int
+    height: int
+    width: int
+    raw: bool
+
+    def size_bytes(self) -> int:
+        return 5 + (4 if self.long_size else 3)
+
+    @property
+    def long_size(self) -> bool:
+        return self.height > SHORT_SIDE_LIMIT or self.width > SHORT_SIDE_LIMIT
+
+
+def check_size(height: int, width: int) -> None:
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise BitstreamError(f"image size {height}x{width} is outside 1..{MAX_SIDE} per side")
+    if height * width > MAX_PIXELS:
+        raise BitstreamError(f"image size {height}x{width} exceeds the limit of {MAX_PIXELS} pixels")
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    """Header + payload -> the bytes of a .bin file."""
+    check_size(header.height, header.width)
+    if not 0 <= header.model_id < 1 << 16:
+        raise ValueError(f"model id {header.model_id} does not fit 16 bits")
+    flags = (FLAG_RAW if header.raw else 0) | (FLAG_LONG_SIZE if header.long_size else 0)
+    h, w = header.height - 1, header.width - 1
+    if header.long_size:
+        size = h.to_bytes(2, "big") + w.to_bytes(2, "big")
+    else:
+        size = ((h << 12) | w).to_bytes(3, "big")
+    body = bytes([MAGIC, (VERSION << 4) | flags]) + header.model_id.to_bytes(2, "big") + size
+    check = crc8(body + payload)
+    return body + bytes([check]) + payload
+
+
+def unpack(data: bytes) -> tuple[Header, bytes]:
+    """The bytes of a .bin file -> (header, payload); raises BitstreamError on any inconsistency."""
+    data = bytes(data)
+    if len(data) < 2 or data[0] != MAGIC:
+        raise BitstreamError("not a compressor .bin file (bad magic byte)")
+    version, flags = data[1] >> 4, data[1] & 0xF
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .bin format version {version} (this library reads version {VERSION})")
+    if flags & RESERVED_FLAGS:
+        raise BitstreamError("damaged .bin header (reserved flag bits set)")
+    long_size = bool(flags & FLAG_LONG_SIZE)
+    header_len = 5 + (4 if long_size else 3)
+    if len(data) < header_len:
+        raise BitstreamError(f"truncated .bin file ({len(data)} bytes, header alone needs {header_len})")
+    model_id = int.from_bytes(data[2:4], "big")
+    if long_size:
+        height = int.from_bytes(data[4:6], "big") + 1
+        width = int.from_bytes(data[6:8], "big") + 1
+    else:
+        packed = int.from_bytes(data[4:7], "big")
+        height, width = (packed >> 12) + 1, (packed & 0xFFF) + 1
+    check_size(height, width)
+    header = Header(model_id=model_id, height=height, width=width, raw=bool(flags & FLAG_RAW))
+    if long_size != header.long_size:
+        raise BitstreamError("damaged .bin header (size form does not match the size)")
+    body, check, payload = data[: header_len - 1], data[header_len - 1], data[header_len:]
+    if crc8(body + payload) != check:
+        raise BitstreamError("damaged or truncated .bin file (check byte does not match)")
+    return header, payload

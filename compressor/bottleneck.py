@@ -1,0 +1,98 @@
+"""The bottleneck: binary quantizer and the learned entropy model over its symbols.
+
+    y (B, C, h, w) real  --sign-->  y_hat in {-1, +1}  -->  symbols s = (y_hat + 1) / 2 in {0, 1}
+                                                              |
+         CompressAI EntropyBottleneck (one learned density per channel, trained)      (training)
+         -> p_c = P(s = 1 | channel c) = L_c(1) / (L_c(0) + L_c(1))
+         -> frozen as 16-bit integer frequencies `cdf` (C, 3) = [0, f_c(0), 65536]  (checkpoint)
+                                                              |
+                                          entropy_coder.py codes s with those tables   (bytes)
+
+This is the one module that imports compressai, and only when a trainable bottleneck is built: the
+encode/decode path reads the frozen table and never imports it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CDF_PRECISION = 16
+CDF_TOTAL = 1 << CDF_PRECISION
+
+
+class BinarySign(torch.autograd.Function):
+    """sign(y) forward; the gradient of tanh(y) backward (a straight-through surrogate)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y)
+        # sign(0) would be 0, a third level: map it to +1 so the output is always binary.
+        return torch.where(y >= 0, 1.0, -1.0).to(y.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(y) ** 2)
+
+
+def binarize(y: torch.Tensor) -> torch.Tensor:
+    """Quantize to {-1, +1}, differentiable through the tanh surrogate."""
+    return BinarySign.apply(y)
+
+
+def symbols_from_latent(y: torch.Tensor) -> torch.Tensor:
+    """Real latent (B, C, h, w) -> uint8 symbols in {0, 1}; the same rule as `binarize`."""
+    return (y >= 0).to(torch.uint8)
+
+
+def latent_from_symbols(symbols: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """uint8 symbols in {0, 1} -> the decoder's input in {-1, +1}."""
+    return symbols.to(dtype) * 2 - 1
+
+
+class Bottleneck(nn.Module):
+    """Binary quantizer + per-channel entropy model.
+
+    The buffer `cdf` is what inference uses: per channel, the quantized cumulative frequencies of the
+    symbols 0 and 1 at 16-bit precision. `entropy_model` (a CompressAI EntropyBottleneck) exists only
+    in training; `freeze()` turns it into `cdf`.
+    """
+
+    def __init__(self, latent_channels: int = 14, *, trainable: bool = False):
+        super().__init__()
+        self.latent_channels = latent_channels
+        cdf = torch.tensor([0, CDF_TOTAL // 2, CDF_TOTAL], dtype=torch.int32).repeat(latent_channels, 1)
+        self.register_buffer("cdf", cdf)  # (C, 3)
+        self.entropy_model = None
+        if trainable:
+            from compressai.entropy_models import EntropyBottleneck
+
+            self.entropy_model = EntropyBottleneck(latent_channels)
+
+    def probability_of_one(self) -> torch.Tensor:
+        """(C,) P(s = 1) per channel, from the learned density if training, else the frozen table."""
+        if self.entropy_model is None:
+            return 1.0 - self.cdf[:, 1].double() / CDF_TOTAL
+        # EntropyBottleneck expects (C, 1, N); evaluate its density mass at the two symbol values.
+        values = torch.tensor([0.0, 1.0], device=self.cdf.device).repeat(self.latent_channels, 1, 1)  # (C, 1, 2)
+        likelihood, _, _ = self.entropy_model._likelihood(values)
+        likelihood = likelihood.clamp_min(1e-9).reshape(self.latent_channels, 2)  # (C, 2)
+        return likelihood[:, 1] / likelihood.sum(dim=1)
+
+    def bits(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Estimated code length in bits of each image's symbols: (B, C, h, w) in [0, 1] -> (B,).
+
+        Differentiable with respect to `symbols` (through the quantizer's surrogate) and to the
+        entropy model, so it is the rate term of the loss. Computed in float32.
+        """
+        p1 = self.probability_of_one().float().clamp(1.0 / CDF_TOTAL, 1 - 1.0 / CDF_TOTAL)[None, :, None, None]
+        s = symbols.float()
+        bits = -(s * torch.log2(p1) + (1 - s) * torch.log2(1 - p1))  # (B, C, h, w)
+        return bits.flatten(1).sum(dim=1)
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Write the learned probabilities into the integer table `cdf` that the coder uses."""
+        p1 = self.probability_of_one().double()
+        freq_one = torch.round(p1 * CDF_TOTAL).clamp(1, CDF_TOTAL - 1).to(torch.int32)
+        self.cdf[:, 1] = CDF_TOTAL - freq_one

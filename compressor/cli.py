@@ -1,0 +1,243 @@
+"""Command-line entry points: `compress`, `decompress` and `compressor <subcommand>`.
+
+User errors print one line on stderr and exit with status 1 (2 for bad arguments); outputs are
+written to a temporary file and renamed into place, so a failure leaves no partial file, and the
+input is never overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from compressor.errors import CompressorError
+
+
+class UserError(CompressorError):
+    """A bad command line or file that is not the library's concern (same path twice, say)."""
+
+
+def _run(prog: str, fn, args) -> int:
+    try:
+        fn(args)
+        return 0
+    except CompressorError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # unreadable files, full disks, bad numbers
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
+    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UserError(f"output folder does not exist: {directory}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if data is not None:
+                f.write(data)
+        if writer is not None:
+            writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        raise UserError(f"input not found: {src}")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise UserError(f"output {dst} is the input; refusing to overwrite it")
+    if dst.is_dir():
+        raise UserError(f"output {dst} is a folder; give a file name")
+
+
+# --- compress / decompress ------------------------------------------------------------------------
+def _compress(args) -> None:
+    import compressor
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_paths(src, dst)
+    codec = compressor.load(args.model)
+    data = codec.encode(src)
+    write_atomic(dst, data)
+    if not args.quiet:
+        from compressor import bitstream
+
+        header, _ = bitstream.unpack(data)
+        bpp = 8 * len(data) / (header.height * header.width)
+        print(f"{src} -> {dst}: {len(data)} bytes ({bpp:.4f} bpp), {header.height}x{header.width}, model {codec.name}")
+
+
+def _image_format(path: Path) -> str:
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.EXTENSION.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"cannot tell the image format of {path}; use .png, .jpg, .webp, ...")
+    return fmt
+
+
+def _decompress(args) -> None:
+    import compressor
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_paths(src, dst)
+    fmt = _image_format(dst)
+    data = src.read_bytes()
+    image = compressor.decode(data, model=args.model)
+    write_atomic(dst, writer=lambda tmp: image.save(tmp, format=fmt))
+    if not args.quiet:
+        print(f"{src} -> {dst}: {image.height}x{image.width}")
+
+
+def compress_main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file.")
+    p.add_argument("input", help="image file (PNG, JPEG, WebP, ...)")
+    p.add_argument("output", help=".bin file to write")
+    p.add_argument("--model", default="vit", help="shipped model name or .safetensors path (default: vit)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return _run("compress", _compress, p.parse_args(argv))
+
+
+def decompress_main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="decompress", description="Decompress a .bin file to an image.")
+    p.add_argument("input", help=".bin file")
+    p.add_argument("output", help="image file to write; the format follows the extension")
+    p.add_argument("--model", default=None, help="model to decode with (default: the shipped model named in the file)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return _run("decompress", _decompress, p.parse_args(argv))
+
+
+# --- compressor subcommands -----------------------------------------------------------------------
+def _info(args) -> None:
+    from compressor import bitstream
+    from compressor.checkpoint import read_card, shipped_checkpoints
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    data = path.read_bytes()
+    header, payload = bitstream.unpack(data)
+    model = next((n for n, p in shipped_checkpoints().items() if read_card(p).model_id == header.model_id), None)
+    info = {
+        "file": str(path),
+        "bytes": len(data),
+        "header_bytes": len(data) - len(payload),
+        "payload_bytes": len(payload),
+        "payload": "raw bits" if header.raw else "entropy-coded",
+        "size": f"{header.height}x{header.width}",
+        "bpp": round(8 * len(data) / (header.height * header.width), 5),
+        "model_id": f"{header.model_id:04x}",
+        "model": model or "not a shipped model",
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:>14}: {v}")
+
+
+def _models(args) -> None:
+    import compressor
+
+    cards = compressor.list_models()
+    if args.json:
+        print(json.dumps([{"name": c.name, "model_id": f"{c.model_id:04x}", "path": str(c.path), **c.card} for c in cards]))
+        return
+    if not cards:
+        print("no shipped models found")
+    for c in cards:
+        t = c.card.get("training", {})
+        print(f"{c.name:10} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
+              f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {t.get('steps', '?')} steps")
+        for set_name, r in c.card.get("results", {}).items():
+            print(f"{'':12}{set_name}: {r['mean_bytes']:.1f} bytes, {r['mean_psnr']:.2f} dB PSNR ({r['images']} images)")
+
+
+def _eval(args) -> None:
+    from compressor.evaluate import evaluate_paths, record_results
+
+    result = evaluate_paths(args.paths, model=args.model, verbose=not args.json)
+    if args.json:
+        print(json.dumps(result))
+    if args.record:
+        record_results(args.model, args.record, result)
+        print(f"recorded as '{args.record}' in the model card of {args.model}")
+
+
+def _speed(args) -> None:
+    from compressor.evaluate import measure_speed
+
+    r = measure_speed(args.model, batch=args.batch, frames=args.frames, threads=args.threads,
+                      size=(args.height, args.width), repeats=args.repeats)
+    print(json.dumps(r) if args.json else
+          f"{r['model']}: {r['size']} batch {r['batch']}, {r['threads']} threads, {r['device']}: "
+          f"encode {r['encode_fps']:.1f} frames/s, decode {r['decode_fps']:.1f} frames/s (median of {r['repeats']})")
+
+
+def _export(args) -> None:
+    from compressor.train import export_release
+
+    model_id = export_release(args.run_dir, args.output, name=args.name or Path(args.output).stem)
+    print(f"wrote {args.output} (model id {model_id:04x})")
+
+
+def compressor_main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="compressor", description="Learned image compression at extreme rates.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="describe a .bin file")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_info)
+
+    s = sub.add_parser("models", help="list the shipped models")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_models)
+
+    s = sub.add_parser("eval", help="compress and decompress images; print bytes and PSNR")
+    s.add_argument("paths", nargs="+", help="image files or folders")
+    s.add_argument("--model", default="vit")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
+    s.set_defaults(fn=_eval)
+
+    s = sub.add_parser("speed", help="measure batched encode and decode frames/s")
+    s.add_argument("--model", default="vit")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--frames", type=int, default=256)
+    s.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    s.add_argument("--height", type=int, default=128)
+    s.add_argument("--width", type=int, default=256)
+    s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_speed)
+
+    s = sub.add_parser("export", help="freeze a training run into a release checkpoint")
+    s.add_argument("run_dir")
+    s.add_argument("output", help="the .safetensors file to write")
+    s.add_argument("--name", default=None, help="model name in the card (default: the file's stem)")
+    s.set_defaults(fn=_export)
+
+    args = p.parse_args(argv)
+    return _run(f"compressor {args.command}", args.fn, args)
+
+
+if __name__ == "__main__":
+    sys.exit(compressor_main())

@@ -1,0 +1,178 @@
+"""The user-facing codec: a loaded model plus the .bin format, images in and bytes out.
+
+    Codec.encode:  image -> uint8 RGB -> model.encode_symbols -> ANS (or raw bits if not smaller)
+                   -> header (model id, size, raw flag, check byte) -> bytes
+    Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols -> PIL image
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from compressor import bitstream, entropy_coder
+from compressor.checkpoint import ModelCard, load_model, read_card, resolve, shipped_checkpoints
+from compressor.errors import ImageError, ModelMismatchError
+from compressor.images import to_pil, to_rgb_array
+
+DEFAULT_MODEL = "vit"
+# Largest image one model pass takes. Global attention costs grow with the square of the token
+# count, so bigger images are refused with a clear message rather than running for hours.
+MAX_CODEC_PIXELS = 2048 * 2048
+BATCH = 32
+
+
+class Codec:
+    """A loaded model: `encode`/`decode` single images, `encode_batch`/`decode_batch` many frames."""
+
+    def __init__(self, model, card: ModelCard):
+        self.model = model
+        self.card = card
+        self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
+
+    # --- metadata ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def model_id(self) -> int:
+        return self.card.model_id
+
+    @property
+    def architecture(self) -> dict:
+        return {"encoder": self.card.config["encoder"], "decoder": self.card.config["decoder"]}
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def training(self) -> dict:
+        return self.card.card.get("training", {})
+
+    @property
+    def results(self) -> dict:
+        return self.card.card.get("results", {})
+
+    def __repr__(self) -> str:
+        return f"Codec(name={self.name!r}, model_id={self.model_id:04x}, parameters={self.parameters})"
+
+    # --- encode -----------------------------------------------------------------------------
+    def encode(self, image) -> bytes:
+        return self.encode_batch([image])[0]
+
+    def encode_batch(self, images) -> list[bytes]:
+        """Encode many images; images of the same size share model passes of up to 32 frames."""
+        arrays = [to_rgb_array(im) for im in images]
+        for a in arrays:
+            self._check_pixels(a.shape[0], a.shape[1])
+        symbols = self._run_batched(arrays, lambda x: self.model.encode_symbols(x).numpy())
+        return [self._pack(s, a.shape[:2]) for s, a in zip(symbols, arrays)]
+
+    def encode_symbols(self, image) -> np.ndarray:
+        """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""
+        a = to_rgb_array(image)
+        self._check_pixels(*a.shape[:2])
+        return self._run_batched([a], lambda x: self.model.encode_symbols(x).numpy())[0]
+
+    def _pack(self, symbols: np.ndarray, size: tuple[int, int]) -> bytes:
+        coded = entropy_coder.encode(symbols, self._cdf)
+        raw = len(coded) >= entropy_coder.raw_size(symbols.size)
+        payload = entropy_coder.pack_raw(symbols) if raw else coded
+        header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=raw)
+        return bitstream.pack(header, payload)
+
+    # --- decode -----------------------------------------------------------------------------
+    def decode(self, data: bytes):
+        """Bytes of a .bin -> PIL image at the original size."""
+        return to_pil(self.decode_batch_arrays([data])[0])
+
+    def decode_batch(self, datas) -> list:
+        return [to_pil(a) for a in self.decode_batch_arrays(datas)]
+
+    def decode_batch_arrays(self, datas) -> list[np.ndarray]:
+        """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
+        parsed = [self.decode_symbols(d) for d in datas]
+        import torch
+
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, size) in enumerate(parsed):
+            groups.setdefault(size, []).append(i)
+        out: list = [None] * len(parsed)
+        with torch.inference_mode():
+            for size, idx in groups.items():
+                for start in range(0, len(idx), BATCH):
+                    chunk = idx[start : start + BATCH]
+                    sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk]))  # (b, C, gh, gw)
+                    images = self.model.decode_symbols(sym, size)  # (b, 3, H, W)
+                    u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (b, H, W, 3)
+                    for j, i in enumerate(chunk):
+                        out[i] = np.ascontiguousarray(u8[j])
+        return out
+
+    def decode_symbols(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        """Bytes of a .bin -> (uint8 symbols (14, h, w), (H, W)), with every check but the network."""
+        header, payload = bitstream.unpack(data)
+        if header.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"file was written by model {header.model_id:04x}, not by '{self.name}' ({self.model_id:04x})"
+            )
+        self._check_pixels(header.height, header.width)
+        shape = (self.model.latent_channels, *self.model.latent_grid(header.height, header.width))
+        if header.raw:
+            symbols = entropy_coder.unpack_raw(payload, shape)
+        else:
+            if len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
+                raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
+            symbols = entropy_coder.decode(payload, self._cdf, shape)
+        return symbols, (header.height, header.width)
+
+    # --- shared -----------------------------------------------------------------------------
+    def _check_pixels(self, height: int, width: int) -> None:
+        if height * width > MAX_CODEC_PIXELS:
+            raise ImageError(
+                f"image of {height}x{width} pixels is above this codec's limit of {MAX_CODEC_PIXELS} pixels"
+            )
+
+    def _run_batched(self, arrays: list[np.ndarray], fn) -> list[np.ndarray]:
+        import torch
+
+        out: list = [None] * len(arrays)
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(arrays):
+            groups.setdefault(a.shape, []).append(i)
+        with torch.inference_mode():
+            for _, idx in groups.items():
+                for start in range(0, len(idx), BATCH):
+                    chunk = idx[start : start + BATCH]
+                    x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).permute(0, 3, 1, 2)  # (b, 3, H, W)
+                    result = fn(x.float().div_(255))
+                    for j, i in enumerate(chunk):
+                        out[i] = result[j]
+        return out
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> Codec:
+    model, card = load_model(path)
+    return Codec(model, card)
+
+
+def load(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Codec:
+    """A shipped model by name ("vit") or a release checkpoint by path -> Codec (cached)."""
+    return _load_cached(str(resolve(name_or_path).resolve()))
+
+
+def codec_for(data: bytes, model=None) -> Codec:
+    """The codec that must decode `data`: `model` if given, else the shipped model whose id it names."""
+    if model is not None:
+        return model if isinstance(model, Codec) else load(model)
+    header, _ = bitstream.unpack(data)
+    for name, path in shipped_checkpoints().items():
+        if read_card(path).model_id == header.model_id:
+            return load(path)
+    raise ModelMismatchError(
+        f"file was written by model {header.model_id:04x}, which is not a shipped model; pass the checkpoint it was made with"
+    )

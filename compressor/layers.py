@@ -1,0 +1,113 @@
+"""The shared building blocks: attention, MLP, transformer block, positions, patch (un)folding.
+
+Every architecture file builds from these; none defines its own copy.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/p * W/p, p*p*C), row-major over the patch grid.
+
+    A pure reshape, so the ViT's "patch embedding" is one nn.Linear and the model holds no conv module.
+    """
+    return rearrange(images, "b c (gh p) (gw q) -> b (gh gw) (p q c)", p=patch_size, q=patch_size)
+
+
+def unpatchify(tokens: torch.Tensor, patch_size: int, grid: tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """(B, gh*gw, p*p*C) -> (B, C, gh*p, gw*p); the inverse of `patchify`."""
+    return rearrange(tokens, "b (gh gw) (p q c) -> b c (gh p) (gw q)", gh=grid[0], gw=grid[1], p=patch_size, q=patch_size, c=channels)
+
+
+def sincos_positions(grid: tuple[int, int], dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """2-D sine-cosine position table (gh*gw, dim) computed for any grid size.
+
+    Nothing is learned per position, so a model trained on 8x16 token grids codes any other grid.
+    Half the channels encode the row, half the column, as in MAE.
+    """
+    if dim % 4:
+        raise ValueError(f"position dim must be a multiple of 4, got {dim}")
+    gh, gw = grid
+    quarter = dim // 4
+    freqs = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    rows = torch.arange(gh, device=device, dtype=torch.float32)[:, None] * freqs  # (gh, dim/4)
+    cols = torch.arange(gw, device=device, dtype=torch.float32)[:, None] * freqs  # (gw, dim/4)
+    row_table = torch.cat([rows.sin(), rows.cos()], dim=1)  # (gh, dim/2)
+    col_table = torch.cat([cols.sin(), cols.cos()], dim=1)  # (gw, dim/2)
+    table = torch.cat(
+        [row_table[:, None, :].expand(gh, gw, dim // 2), col_table[None, :, :].expand(gh, gw, dim // 2)], dim=2
+    )  # (gh, gw, dim)
+    return table.reshape(gh * gw, dim).to(dtype)
+
+
+class MLP(nn.Module):
+    """Two linear layers with GELU between, expanding by `ratio`."""
+
+    def __init__(self, dim: int, *, ratio: float = 4.0):
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a token sequence, through PyTorch's fused SDPA kernel.
+
+    `attn_bias` (optional, broadcastable to (B, heads, N, N)) carries relative-position biases or masks
+    for windowed variants; global attention passes none so the flash / memory-efficient kernels apply.
+    """
+
+    def __init__(self, dim: int, *, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, hd)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B, heads, N, hd)
+        out = out.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        return self.proj(out)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, *, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads=heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, ratio=mlp_ratio)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attn_bias)
+        return x + self.mlp(self.norm2(x))
+
+
+def init_transformer_weights(module: nn.Module) -> None:
+    """Xavier-uniform linears and zero biases, as in MAE; LayerNorms start at identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+

@@ -1,0 +1,43 @@
+"""The single table of architecture names: which encoder and decoder class each name means.
+
+Entries are import paths, resolved on first use, so `import compressor` stays free of torch.
+Adding an architecture is one file in `architectures/` plus one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from compressor.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    module: str
+    encoder: str
+    decoder: str
+    summary: str
+
+    def encoder_class(self):
+        return getattr(importlib.import_module(self.module), self.encoder)
+
+    def decoder_class(self):
+        return getattr(importlib.import_module(self.module), self.decoder)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("vit", "compressor.architectures.vit", "ViTEncoder", "ViTDecoder",
+                     "pure ViT: linear 16x16 patch embedding, global attention, no convolution"),
+    ]
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ModelError(f"unknown architecture '{name}' (known: {known})") from None

@@ -1,0 +1,323 @@
+"""Rate-distortion training: loss = MSE + rate_weight * bits-per-pixel, on random crops.
+
+The network runs under bf16 autocast (AMX on these CPUs); the entropy model and the losses stay in
+float32. The network and the entropy model have separate optimizers (as in CompressAI), checked to
+hold disjoint parameters. The learning rate warms up, stays flat, and decays linearly over the last
+`decay_fraction` of the steps (warmup-stable-decay), so a run can be extended by resuming with more
+steps and still ends annealed.
+
+Run state (weights, both optimizers, step, elapsed time) is one safetensors file, written
+atomically every few minutes; nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressor.data import CropSampler, build_pool, cover_frame, find_images, split_files
+from compressor.model import CompressionModel, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    crop: tuple[int, int] = (128, 256)
+    pool_size: int = 16000
+    batch_size: int = 16
+    steps: int = 20000
+    lr: float = 4e-4
+    entropy_lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 500
+    decay_fraction: float = 0.2
+    rate_weight: float = 0.004
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    bf16: bool = True
+    log_every: int = 50
+    val_every: int = 1000
+    checkpoint_minutes: float = 5.0
+    cache_dir: str = "~/.cache/compressor"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["model"] = ModelConfig.from_dict(d.get("model", {}))
+        if "crop" in d:
+            d["crop"] = tuple(d["crop"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Warmup-stable-decay: linear warmup, flat, then linear decay to 0 over the last `decay_fraction`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_start = cfg.steps * (1 - cfg.decay_fraction)
+    if step < decay_start:
+        return cfg.lr
+    return cfg.lr * max(0.0, (cfg.steps - step) / max(1.0, cfg.steps - decay_start))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of float images in [0, 1] after rounding both to 8 bits: (B,)."""
+    a8 = (a.clamp(0, 1) * 255).round()
+    b8 = (b.clamp(0, 1) * 255).round()
+    mse = ((a8 - b8) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(prefix: str, tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for name, v in tensors.items():
+        if name.startswith(prefix + "."):
+            idx, key = name[len(prefix) + 1 :].split(".", 1)
+            state.setdefault(int(idx), {})[key] = v
+    for name, v in meta["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
+        entropy_params = list(self.model.bottleneck.entropy_model.parameters())
+        entropy_ids = {id(p) for p in entropy_params}
+        net_params = [p for p in self.model.parameters() if id(p) not in entropy_ids]
+        assert len(net_params) + len(entropy_params) == len(list(self.model.parameters()))
+        decay = [p for p in net_params if p.ndim >= 2]
+        no_decay = [p for p in net_params if p.ndim < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95),
+        )
+        self.entropy_opt = torch.optim.Adam(entropy_params, lr=cfg.entropy_lr)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+
+    # --- data -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        cfg = self.cfg
+        files = find_images(cfg.data)
+        train_files, val_files = split_files(files)
+        key = f"{len(files)}-{cfg.crop[0]}x{cfg.crop[1]}-{cfg.pool_size}-{cfg.seed}"
+        cache = Path(os.path.expanduser(cfg.cache_dir)) / f"pool-{key}.npy"
+        if cache.exists():
+            pool = np.load(cache)
+        else:
+            t = time.time()
+            pool = build_pool(train_files, cfg.crop, cfg.pool_size, cfg.seed)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, pool)
+            print(f"cut {len(pool)} crops from {len(train_files)} images in {time.time() - t:.0f} s", flush=True)
+        self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.step)
+        from PIL import Image
+
+        frames = []
+        for f in val_files:
+            with Image.open(f) as im:
+                frames.append(np.asarray(cover_frame(im.convert("RGB"), cfg.crop)))
+        self.val = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255  # (V, 3, H, W)
+        self.data_facts = {"images": len(train_files), "validation_images": len(val_files), "pool": len(pool)}
+
+    # --- state ------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        t1, m1 = _flatten_optimizer("opt", self.opt)
+        t2, m2 = _flatten_optimizer("entropy_opt", self.entropy_opt)
+        tensors.update(t1)
+        tensors.update(t2)
+        meta = {
+            "step": str(self.step),
+            "elapsed": str(self.elapsed),
+            "config": json.dumps(self.cfg.to_dict()),
+            "opt": json.dumps(m1),
+            "entropy_opt": json.dumps(m2),
+        }
+        path = self.run_dir / "state.safetensors"
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    def load_state(self, path: Path, *, weights_only: bool = False) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        if weights_only:
+            return
+        self.opt.load_state_dict(_unflatten_optimizer("opt", tensors, json.loads(meta["opt"])))
+        self.entropy_opt.load_state_dict(_unflatten_optimizer("entropy_opt", tensors, json.loads(meta["entropy_opt"])))
+        self.step = int(meta["step"])
+        self.elapsed = float(meta["elapsed"])
+
+    # --- loop -------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor) -> dict:
+        cfg = self.cfg
+        for opt in (self.opt, self.entropy_opt):
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(cfg, self.step) * (cfg.entropy_lr / cfg.lr if opt is self.entropy_opt else 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = self.model(x)
+        mse = torch.mean((out["reconstruction"].float() - x) ** 2)
+        bpp = out["bits"].mean() / (x.shape[-2] * x.shape[-1])
+        loss = mse + cfg.rate_weight * bpp
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {self.step}; last good state is kept")
+        self.opt.zero_grad(set_to_none=True)
+        self.entropy_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], cfg.grad_clip)
+        self.opt.step()
+        self.entropy_opt.step()
+        self.step += 1
+        return {"loss": loss.item(), "mse": mse.item(), "bpp": bpp.item(),
+                "psnr": float(10 * math.log10(1 / max(mse.item(), 1e-10)))}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        psnrs, bits = [], []
+        for i in range(0, len(self.val), 16):
+            x = self.val[i : i + 16]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                out = self.model(x)
+            psnrs.append(psnr(out["reconstruction"].float(), x))
+            bits.append(out["bits"])
+        self.model.train()
+        return {"val_psnr": torch.cat(psnrs).mean().item(), "val_bytes": torch.cat(bits).mean().item() / 8}
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.model.train()
+        log = open(self.run_dir / "metrics.jsonl", "a")
+        last_save = time.time()
+        window: list[dict] = []
+        t_last = time.time()
+        while self.step < cfg.steps:
+            x = self.sampler.next_batch()
+            window.append(self.train_step(x))
+            now = time.time()
+            self.elapsed += now - t_last
+            t_last = now
+            if self.step % cfg.log_every == 0:
+                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1), **mean}
+                if self.step % cfg.val_every == 0:
+                    rec.update(self.validate())
+                    t_last = time.time()
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(json.dumps(rec), flush=True)
+                window = []
+            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                self.save_state()
+                last_save = time.time()
+                t_last = last_save
+        self.save_state()
+        log.close()
+
+    def facts(self) -> dict:
+        """Training facts for the model card."""
+        return {
+            "data": self.cfg.data,
+            **getattr(self, "data_facts", {}),
+            "crop": list(self.cfg.crop),
+            "steps": self.step,
+            "batch_size": self.cfg.batch_size,
+            "frames_seen": self.step * self.cfg.batch_size,
+            "wall_time_s": round(self.elapsed),
+            "hardware": f"{platform.processor() or platform.machine()}, {self.cfg.threads} CPU thread(s), "
+                        f"{'bf16 autocast' if self.cfg.bf16 else 'fp32'}",
+            "recipe": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "cache_dir", "log_every")},
+        }
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> Trainer:
+    trainer = Trainer(cfg, run_dir)
+    state = Path(run_dir) / "state.safetensors"
+    if resume:
+        trainer.load_state(state)
+    (Path(run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    trainer.prepare_data()
+    trainer.run()
+    return trainer
+
+
+def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int:
+    """Freeze a run's entropy model into its table and write a release checkpoint; returns the model id.
+
+    Weights are stored in float16 (half the size of float32, well under the 30 MB budget); the
+    reported results must therefore be measured on the exported file, which `compressor eval
+    --record` does.
+    """
+    from safetensors import safe_open
+
+    from compressor.checkpoint import save_release
+    from compressor.layers import count_parameters
+
+    state = Path(run_dir) / "state.safetensors"
+    if not state.is_file():
+        raise FileNotFoundError(f"no training state in {run_dir} (expected {state})")
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+    cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+    trainer = Trainer.__new__(Trainer)  # no optimizers or data needed to export
+    trainer.cfg = cfg
+    trainer.model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(state))
+    trainer.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    trainer.step = int(meta["step"])
+    trainer.elapsed = float(meta["elapsed"])
+    trainer.model.bottleneck.freeze()
+    card = {
+        "parameters": count_parameters(trainer.model.encoder) + count_parameters(trainer.model.decoder),
+        "encoder_parameters": count_parameters(trainer.model.encoder),
+        "decoder_parameters": count_parameters(trainer.model.decoder),
+        "training": trainer.facts(),
+        "licence": "weights trained on ImageNet samples, Cityscapes, CamVid, nuScenes and KITTI frames: "
+                   "non-commercial research use only",
+    }
+    return save_release(output, trainer.model, cfg.model, name=name, card=card, weight_dtype=torch.float16)

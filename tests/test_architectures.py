@@ -1,0 +1,76 @@
+"""Every registered architecture, through the registry: shapes at odd sizes, gradients, structure."""
+import pytest
+import torch
+from torch import nn
+
+from compressor.model import CompressionModel, ModelConfig
+from compressor.registry import ARCHITECTURES
+
+TINY_ARGS = {
+    "vit": ({"dim": 32, "depth": 1, "heads": 2},
+            {"dim": 32, "depth": 1, "heads": 2, "refine_dim": 16, "refine_depth": 1, "refine_heads": 1}),
+}
+
+
+def tiny_model(name: str) -> CompressionModel:
+    enc_args, dec_args = TINY_ARGS[name]
+    cfg = ModelConfig(encoder=name, decoder=name, encoder_args=enc_args, decoder_args=dec_args)
+    return CompressionModel.from_config(cfg)
+
+
+def test_every_architecture_has_tiny_arguments():
+    assert set(TINY_ARGS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("size", [(128, 256), (16, 16), (1, 1), (37, 53), (64, 200)])
+def test_shapes_at_any_size(name, size):
+    model = tiny_model(name).eval()
+    x = torch.rand(2, 3, *size)
+    gh, gw = -(-size[0] // 16), -(-size[1] // 16)
+    y = model.encoder(model.pad(x))
+    assert y.shape == (2, 14, gh, gw)
+    symbols = model.encode_symbols(x)
+    assert symbols.shape == (2, 14, gh, gw) and symbols.dtype == torch.uint8
+    out = model.decode_symbols(symbols, size)
+    assert out.shape == (2, 3, *size)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_gradients_reach_every_parameter(name):
+    model = tiny_model(name).train()
+    out = model(torch.rand(2, 3, 32, 48))
+    loss = out["reconstruction"].square().mean() + out["bits"].mean() * 1e-3
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_contract_attributes(name):
+    model = tiny_model(name)
+    assert model.encoder.stride == model.decoder.stride == 16
+    assert model.encoder.latent_channels == model.decoder.latent_channels == 14
+
+
+def test_vit_contains_no_convolution():
+    model = tiny_model("vit")
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    assert not [m for m in model.modules() if isinstance(m, conv_types)]
+
+
+def test_vit_shipped_size_is_a_real_model():
+    model = CompressionModel.from_config(ModelConfig())
+    params = sum(p.numel() for p in model.parameters())
+    assert 5e6 < params < 15e6
+
+
+def test_mismatched_pair_is_refused():
+    from compressor.architectures.vit import ViTDecoder, ViTEncoder
+    from compressor.bottleneck import Bottleneck
+
+    with pytest.raises(ValueError, match="does not fit"):
+        CompressionModel(ViTEncoder(latent_channels=14, dim=32, depth=1, heads=2),
+                         ViTDecoder(latent_channels=8, dim=32, depth=1, heads=2, refine_dim=16, refine_depth=1,
+                                    refine_heads=1), Bottleneck(14))

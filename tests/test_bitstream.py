@@ -1,0 +1,77 @@
+import pytest
+
+from compressor import bitstream
+from compressor.bitstream import BitstreamError, Header
+
+
+def test_round_trip_short_header_is_8_bytes():
+    h = Header(model_id=0xBEEF, height=128, width=256, raw=False)
+    data = bitstream.pack(h, b"payload")
+    assert len(data) == 8 + len(b"payload")
+    assert bitstream.unpack(data) == (h, b"payload")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4096, 4096), (4097, 16), (1, 65536), (16384, 16384)])
+def test_round_trip_sizes(size):
+    h = Header(model_id=1, height=size[0], width=size[1], raw=True)
+    data = bitstream.pack(h, b"\x01\x02")
+    assert bitstream.unpack(data)[0] == h
+    assert len(data) - 2 == (8 if max(size) <= 4096 else 9)
+
+
+def test_every_truncation_is_refused():
+    data = bitstream.pack(Header(model_id=7, height=128, width=256, raw=False), bytes(range(50)))
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            bitstream.unpack(data[:n])
+
+
+def test_every_header_bit_flip_is_refused():
+    data = bitstream.pack(Header(model_id=7, height=128, width=256, raw=False), bytes(range(50)))
+    for i in range(8):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                bitstream.unpack(bytes(damaged))
+
+
+def test_every_payload_bit_flip_is_caught_by_check_byte():
+    data = bitstream.pack(Header(model_id=7, height=128, width=256, raw=True), bytes(range(224)))
+    for i in range(8, len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(BitstreamError, match="check byte"):
+                bitstream.unpack(bytes(damaged))
+
+
+def test_crc8_known_value():
+    assert bitstream.crc8(b"123456789") == 0xF4  # the CRC-8/SMBUS check value
+
+
+def _forge(first_bytes: bytes, payload: bytes = b"") -> bytes:
+    """A file with a valid check byte around arbitrary header fields."""
+    return first_bytes + bytes([bitstream.crc8(first_bytes + payload)]) + payload
+
+
+def test_wrong_magic_and_version_and_reserved_flags():
+    with pytest.raises(BitstreamError, match="magic"):
+        bitstream.unpack(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(BitstreamError, match="version 2"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x20, 0, 0, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="reserved"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x14, 0, 0, 0, 0, 0])))
+
+
+def test_absurd_size_is_refused_before_anything_else():
+    # long form, 65536 x 65536: above the pixel limit
+    with pytest.raises(BitstreamError, match="exceeds the limit"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x12, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])))
+    with pytest.raises(BitstreamError):
+        bitstream.pack(Header(model_id=0, height=100000, width=100000, raw=True), b"")
+
+
+def test_long_form_for_small_size_is_refused():
+    with pytest.raises(BitstreamError, match="size form"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x12, 0, 0, 0, 127, 0, 255])))

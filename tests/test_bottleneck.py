@@ -1,0 +1,41 @@
+import torch
+
+from compressor.bottleneck import Bottleneck, binarize, latent_from_symbols, symbols_from_latent
+
+
+def test_binarize_is_sign_forward_and_tanh_backward():
+    y = torch.tensor([-2.0, -0.1, 0.0, 0.3, 5.0], requires_grad=True)
+    out = binarize(y)
+    assert out.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0]
+    out.sum().backward()
+    torch.testing.assert_close(y.grad, 1 - torch.tanh(y.detach()) ** 2)
+
+
+def test_symbols_follow_the_same_rule_as_binarize():
+    y = torch.randn(2, 14, 4, 8)
+    s = symbols_from_latent(y)
+    assert s.dtype == torch.uint8
+    torch.testing.assert_close(latent_from_symbols(s), binarize(y))
+
+
+def test_bits_of_frozen_table_match_information_content():
+    b = Bottleneck(14)
+    b.cdf[:, 1] = 16384  # P(0) = 1/4, P(1) = 3/4
+    s = torch.zeros(1, 14, 2, 2)
+    s[..., 0, 0] = 1
+    expected = 14 * (-torch.log2(torch.tensor(0.75)) - 3 * torch.log2(torch.tensor(0.25)))
+    torch.testing.assert_close(b.bits(s), expected.reshape(1))
+
+
+def test_trainable_entropy_model_learns_and_freezes():
+    torch.manual_seed(0)
+    b = Bottleneck(14, trainable=True)
+    opt = torch.optim.Adam(b.entropy_model.parameters(), lr=0.05)
+    s = (torch.rand(64, 14, 4, 4) < torch.linspace(0.1, 0.9, 14)[None, :, None, None]).float()
+    for _ in range(300):
+        opt.zero_grad()
+        b.bits(s).mean().backward()
+        opt.step()
+    b.freeze()
+    p_one = 1 - b.cdf[:, 1].double() / 65536
+    torch.testing.assert_close(p_one, s.mean((0, 2, 3)).double(), atol=0.03, rtol=0)

@@ -1,0 +1,92 @@
+"""The command line end to end: compress, decompress, info, models, eval, and how errors look."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from compressor.cli import compress_main, compressor_main, decompress_main
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def frame_png(tmp_path, frame):
+    path = tmp_path / "frame.png"
+    Image.fromarray(frame).save(path)
+    return path
+
+
+def test_round_trip(tiny_path, frame_png, tmp_path, capsys):
+    out_bin, out_png = tmp_path / "f.bin", tmp_path / "f-decoded.png"
+    assert compress_main([str(frame_png), str(out_bin), "--model", str(tiny_path)]) == 0
+    assert "bytes" in capsys.readouterr().out
+    assert decompress_main([str(out_bin), str(out_png), "--model", str(tiny_path)]) == 0
+    assert Image.open(out_png).size == (256, 128)
+    capsys.readouterr()
+    assert compressor_main(["info", str(out_bin), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["size"] == "128x256" and info["header_bytes"] == 8 and info["bytes"] == out_bin.stat().st_size
+
+
+def _fails(capsys, fn, argv, pattern):
+    assert fn(argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert pattern in err and "Traceback" not in err
+
+
+def test_errors_are_one_line_and_leave_no_file(tiny_path, frame_png, tmp_path, capsys):
+    out = tmp_path / "out.bin"
+    _fails(capsys, compress_main, [str(tmp_path / "missing.png"), str(out), "--model", str(tiny_path)], "not found")
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG garbage")
+    _fails(capsys, compress_main, [str(tmp_path / "junk.png"), str(out), "--model", str(tiny_path)], "cannot read")
+    _fails(capsys, compress_main, [str(frame_png), str(out), "--model", "no-such-model"], "unknown model")
+    (tmp_path / "bad.bin").write_bytes(b"\xcf\x10\x00")
+    _fails(capsys, decompress_main, [str(tmp_path / "bad.bin"), str(tmp_path / "o.png"), "--model", str(tiny_path)],
+           "truncated")
+    assert not out.exists() and not (tmp_path / "o.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bin", "frame.png", "junk.png"]
+
+
+def test_never_overwrites_the_input(tiny_path, frame_png, capsys):
+    before = frame_png.read_bytes()
+    _fails(capsys, compress_main, [str(frame_png), str(frame_png), "--model", str(tiny_path)], "is the input")
+    assert frame_png.read_bytes() == before
+
+
+def test_truncated_bin_leaves_existing_output_untouched(tiny_path, frame_png, tmp_path, capsys):
+    good = tmp_path / "f.bin"
+    compress_main([str(frame_png), str(good), "--model", str(tiny_path), "-q"])
+    data = good.read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[:-5])
+    target = tmp_path / "existing.png"
+    target.write_bytes(b"keep me")
+    _fails(capsys, decompress_main, [str(tmp_path / "cut.bin"), str(target), "--model", str(tiny_path)], "error")
+    assert target.read_bytes() == b"keep me"
+
+
+def test_wrong_model_is_refused(tiny_path, other_path, frame_png, tmp_path, capsys):
+    out = tmp_path / "f.bin"
+    compress_main([str(frame_png), str(out), "--model", str(tiny_path), "-q"])
+    _fails(capsys, decompress_main, [str(out), str(tmp_path / "o.png"), "--model", str(other_path)], "written by model")
+
+
+def test_eval_prints_bytes_and_psnr(tiny_path, frame_png, capsys):
+    assert compressor_main(["eval", str(frame_png), "--model", str(tiny_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 1 and result["max_bytes"] <= 232 and 0 < result["mean_psnr"] < 99
+
+
+def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):
+    out = tmp_path / "s.bin"
+    r = subprocess.run([str(BIN / "compress"), str(frame_png), str(out), "--model", str(tiny_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(BIN / "decompress"), str(out), str(out)], capture_output=True, text=True)
+    assert r.returncode == 1 and "is the input" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([str(BIN / "compressor"), "models"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip()

@@ -1,0 +1,124 @@
+"""The Python API: every input type, sizes, batching, the raw fallback and model identity."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import compressor
+from compressor import bitstream
+from compressor.errors import BitstreamError, ImageError, ModelMismatchError
+
+
+def test_each_input_type_gives_the_same_bytes(tiny, frame, tmp_path):
+    path = tmp_path / "frame.png"
+    Image.fromarray(frame).save(path)
+    expected = tiny.encode(frame)
+    assert compressor.encode(path, model=tiny) == expected
+    assert compressor.encode(str(path), model=tiny) == expected
+    assert compressor.encode(Image.fromarray(frame), model=tiny) == expected
+    tensor = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+    assert compressor.encode(tensor, model=tiny) == expected
+    assert compressor.encode(frame.astype(np.float32) / 255, model=tiny) == expected
+
+
+def test_decode_returns_pil_at_original_size(tiny, frame):
+    for h, w in [(128, 256), (37, 53), (1, 1), (200, 17)]:
+        img = frame[:h, :w] if h <= 128 and w <= 256 else np.resize(frame, (h, w, 3))
+        out = compressor.decode(tiny.encode(img), model=tiny)
+        assert isinstance(out, Image.Image) and out.size == (w, h) and out.mode == "RGB"
+
+
+def test_a_128x256_frame_never_exceeds_224_payload_bytes(tiny):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        data = tiny.encode(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8))
+        header, payload = bitstream.unpack(data)
+        assert len(data) - len(payload) == 8
+        assert len(payload) <= 224
+
+
+def test_raw_fallback_when_coding_would_not_pay(tiny, frame):
+    # Force symbols the skewed table finds improbable: every channel's unlikely symbol.
+    improbable = (tiny._cdf[:, 1] < 32768).astype(np.uint8) ^ 1  # (14,)
+    symbols = np.repeat(improbable[:, None, None], 128, axis=1).reshape(14, 8, 16)
+    data = tiny._pack(symbols, (128, 256))
+    header, payload = bitstream.unpack(data)
+    assert header.raw and len(payload) == 224
+    decoded, size = tiny.decode_symbols(data)
+    np.testing.assert_array_equal(decoded, symbols)
+
+
+def test_compress_decompress_equals_eval_forward(tiny, frame):
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = tiny.model.decode_symbols(tiny.model.encode_symbols(x), (128, 256))
+    expected = (expected * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    got = np.asarray(tiny.decode(tiny.encode(frame)))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_batch_equals_single(tiny, frame):
+    frames = [frame, frame[::-1].copy(), frame[:, ::-1].copy(), frame[:64, :100].copy()]
+    batch = tiny.encode_batch(frames)
+    assert batch == [tiny.encode(f) for f in frames]
+    decoded = tiny.decode_batch_arrays(batch)
+    for d, data in zip(decoded, batch):
+        np.testing.assert_array_equal(d, np.asarray(tiny.decode(data)))
+
+
+def test_other_weights_refuse_the_file(tiny, other_path, frame):
+    other = compressor.load(other_path)
+    assert other.model_id != tiny.model_id
+    with pytest.raises(ModelMismatchError, match="written by model"):
+        other.decode(tiny.encode(frame))
+
+
+def test_unknown_model_id_without_model_is_refused(tiny, frame):
+    with pytest.raises(ModelMismatchError, match="not a shipped model"):
+        compressor.decode(tiny.encode(frame))
+
+
+def test_damaged_files_are_refused(tiny, frame):
+    data = tiny.encode(frame)
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            tiny.decode(data[:n])
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        damaged = bytearray(data)
+        damaged[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = tiny.decode(bytes(damaged))
+        except BitstreamError:
+            continue
+        assert out.size == (256, 128)  # the rare undetected damage still yields the right size
+
+
+def test_bad_images_give_image_errors(tiny, tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageError, match="cannot read"):
+        tiny.encode(tmp_path / "text.png")
+    with pytest.raises(ImageError, match="not found"):
+        tiny.encode(tmp_path / "missing.png")
+    with pytest.raises(ImageError):
+        tiny.encode(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(ImageError):
+        tiny.encode(np.full((4, 4, 3), np.nan, np.float32))
+    with pytest.raises(ImageError, match="limit"):
+        tiny.encode(np.zeros((4096, 4097, 3), np.uint8))
+
+
+def test_grayscale_rgba_and_16_bit_inputs(tiny, frame, tmp_path):
+    gray = frame[:, :, 0]
+    assert tiny.encode(gray) == tiny.encode(np.repeat(gray[:, :, None], 3, axis=2))
+    rgba = np.concatenate([frame, np.full((128, 256, 1), 7, np.uint8)], axis=2)
+    assert tiny.encode(Image.fromarray(rgba, "RGBA")) == tiny.encode(frame)
+    sixteen = tmp_path / "g16.png"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(sixteen)
+    assert tiny.encode(sixteen) == tiny.encode(gray)
+
+
+def test_metadata(tiny):
+    assert tiny.architecture == {"encoder": "vit", "decoder": "vit"}
+    assert tiny.parameters > 0 and tiny.name == "tiny"
+    assert f"{tiny.model_id:04x}" in repr(tiny)
