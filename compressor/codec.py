@@ -23,12 +23,31 @@ MAX_CODEC_PIXELS = 2048 * 2048
 BATCH = 32
 
 
-class Codec:
-    """A loaded model: `encode`/`decode` single images, `encode_batch`/`decode_batch` many frames."""
+def fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 beats float32 2-3x."""
+    import torch
 
-    def __init__(self, model, card: ModelCard):
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers; without them, stay in float32
+        return False
+
+
+class Codec:
+    """A loaded model: `encode`/`decode` single images, `encode_batch`/`decode_batch` many frames.
+
+    The encoder always runs in float32, so the symbols (and the bytes) do not depend on the CPU's
+    bf16 support. The decoder runs under bf16 autocast where the CPU has bf16 matrix units
+    (`decode_precision="auto"`), which changes decoded pixels only within rounding; pass "fp32" to
+    decode in float32 everywhere.
+    """
+
+    def __init__(self, model, card: ModelCard, *, decode_precision: str = "auto"):
+        if decode_precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"decode_precision must be auto, fp32 or bf16, not {decode_precision!r}")
         self.model = model
         self.card = card
+        self.decode_precision = ("bf16" if fast_bf16() else "fp32") if decode_precision == "auto" else decode_precision
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
 
     # --- metadata ---------------------------------------------------------------------------
@@ -101,7 +120,8 @@ class Codec:
         for i, (_, size) in enumerate(parsed):
             groups.setdefault(size, []).append(i)
         out: list = [None] * len(parsed)
-        with torch.inference_mode():
+        bf16 = self.decode_precision == "bf16"
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for size, idx in groups.items():
                 for start in range(0, len(idx), BATCH):
                     chunk = idx[start : start + BATCH]

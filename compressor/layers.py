@@ -111,3 +111,43 @@ def init_transformer_weights(module: nn.Module) -> None:
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) tensor, as ConvNeXt uses between stages."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block (Liu et al. 2022): depthwise 7x7 -> LayerNorm -> Linear 4x -> GELU -> Linear, residual.
+
+    Of the paper's two equivalent forms this is the second (permute to channels-last, LayerNorm and
+    nn.Linear for the pointwise layers), which the authors found faster in PyTorch. `layer_scale`
+    multiplies the residual branch per channel, initialised small as in the paper.
+    """
+
+    def __init__(self, dim: int, *, mlp_ratio: float = 4.0, layer_scale: float = 1e-6):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, ratio=mlp_ratio)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        y = self.mlp(self.norm(y)) * self.gamma
+        return x + y.permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def tokens_to_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, gh*gw, D) -> (B, D, gh, gw)."""
+    return rearrange(tokens, "b (gh gw) d -> b d gh gw", gh=grid[0], gw=grid[1])
+
+
+def grid_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, D, gh, gw) -> (B, gh*gw, D), row-major."""
+    return rearrange(x, "b d gh gw -> b (gh gw) d")

@@ -31,6 +31,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in [
         Architecture("vit", "compressor.architectures.vit", "ViTEncoder", "ViTDecoder",
                      "pure ViT: linear 16x16 patch embedding, global attention, no convolution"),
+        Architecture("hybrid", "compressor.architectures.hybrid", "HybridEncoder", "HybridDecoder",
+                     "conv / stride / pool stem to the 16-pixel grid, then global attention (DETR-style)"),
+        Architecture("convnext", "compressor.architectures.convnext", "ConvNeXtEncoder", "ConvNeXtDecoder",
+                     "ConvNeXt stages only: depthwise 7x7, LayerNorm, pointwise MLP; no attention"),
     ]
 }
 

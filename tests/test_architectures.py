@@ -9,6 +9,9 @@ from compressor.registry import ARCHITECTURES
 TINY_ARGS = {
     "vit": ({"dim": 32, "depth": 1, "heads": 2},
             {"dim": 32, "depth": 1, "heads": 2, "refine_dim": 16, "refine_depth": 1, "refine_heads": 1}),
+    "hybrid": ({"stem": (8, 16, 32), "dim": 32, "depth": 1, "heads": 2},
+               {"dim": 32, "depth": 1, "heads": 2, "up": (16, 8, 8, 8)}),
+    "convnext": ({"dims": (8, 16, 32), "depths": (1, 1, 1)}, {"dims": (32, 16, 8), "depths": (1, 1, 1)}),
 }
 
 
@@ -60,10 +63,36 @@ def test_vit_contains_no_convolution():
     assert not [m for m in model.modules() if isinstance(m, conv_types)]
 
 
-def test_vit_shipped_size_is_a_real_model():
-    model = CompressionModel.from_config(ModelConfig())
-    params = sum(p.numel() for p in model.parameters())
-    assert 5e6 < params < 15e6
+def test_convnext_contains_no_attention():
+    from compressor.layers import Attention
+
+    model = tiny_model("convnext")
+    assert not [m for m in model.modules() if isinstance(m, (Attention, nn.MultiheadAttention))]
+
+
+def test_hybrid_has_a_conv_stem_and_attention_on_top():
+    from compressor.layers import Attention
+
+    model = tiny_model("hybrid")
+    assert any(isinstance(m, nn.Conv2d) for m in model.encoder.modules())
+    assert any(isinstance(m, Attention) for m in model.encoder.modules())
+
+
+def test_default_sizes_are_within_20_percent_of_each_other():
+    counts = {}
+    for name in ARCHITECTURES:
+        model = CompressionModel.from_config(ModelConfig(encoder=name, decoder=name))
+        counts[name] = sum(p.numel() for p in model.parameters())
+    assert 5e6 < min(counts.values()) and max(counts.values()) <= 1.2 * min(counts.values()), counts
+
+
+@pytest.mark.parametrize("pair", [("vit", "convnext"), ("convnext", "vit"), ("hybrid", "vit")])
+def test_mixed_pairs(pair):
+    enc, dec = pair
+    cfg = ModelConfig(encoder=enc, decoder=dec, encoder_args=TINY_ARGS[enc][0], decoder_args=TINY_ARGS[dec][1])
+    model = CompressionModel.from_config(cfg).eval()
+    out = model.decode_symbols(model.encode_symbols(torch.rand(1, 3, 40, 70)), (40, 70))
+    assert out.shape == (1, 3, 40, 70)
 
 
 def test_mismatched_pair_is_refused():

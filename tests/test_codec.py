@@ -48,13 +48,31 @@ def test_raw_fallback_when_coding_would_not_pay(tiny, frame):
     np.testing.assert_array_equal(decoded, symbols)
 
 
-def test_compress_decompress_equals_eval_forward(tiny, frame):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compress_decompress_equals_eval_forward(tiny_path, frame, precision):
+    from compressor.checkpoint import load_model
+    from compressor.codec import Codec
+
+    codec = Codec(*load_model(tiny_path), decode_precision=precision)
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
-    with torch.no_grad():
-        expected = tiny.model.decode_symbols(tiny.model.encode_symbols(x), (128, 256))
+    symbols = codec.model.encode_symbols(x)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        expected = codec.model.decode_symbols(symbols, (128, 256))
     expected = (expected * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    got = np.asarray(tiny.decode(tiny.encode(frame)))
+    got = np.asarray(codec.decode(codec.encode(frame)))
     np.testing.assert_array_equal(got, expected)
+
+
+def test_bf16_decode_is_within_rounding_of_fp32(tiny_path, frame):
+    from compressor.checkpoint import load_model
+    from compressor.codec import Codec
+
+    fp32 = Codec(*load_model(tiny_path), decode_precision="fp32")
+    bf16 = Codec(*load_model(tiny_path), decode_precision="bf16")
+    data = fp32.encode(frame)
+    assert bf16.encode(frame) == data  # the encoder is float32 in both
+    diff = np.abs(np.asarray(fp32.decode(data), np.int16) - np.asarray(bf16.decode(data), np.int16))
+    assert diff.mean() < 2 and diff.max() <= 16
 
 
 def test_batch_equals_single(tiny, frame):
