@@ -191,6 +191,40 @@ def _speed(args) -> None:
           f"encode {r['encode_fps']:.1f} frames/s, decode {r['decode_fps']:.1f} frames/s (median of {r['repeats']})")
 
 
+def _train(args) -> None:
+    from compressor.train import TrainConfig, apply_overrides, train, validate
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.json"
+        if not (run_dir / "state.safetensors").is_file() or not saved.is_file():
+            raise UserError(f"nothing to resume in {run_dir} (no state.safetensors and config.json)")
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text()))
+    else:
+        if not args.out:
+            raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        run_dir = Path(args.out)
+        if (run_dir / "state.safetensors").exists():
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+        cfg = TrainConfig()
+        if args.config:
+            cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    overrides = list(args.set or [])
+    if args.encoder:
+        overrides.append(f"model.encoder={args.encoder}")
+        if not args.decoder:
+            overrides.append(f"model.decoder={args.encoder}")
+    if args.decoder:
+        overrides.append(f"model.decoder={args.decoder}")
+    if args.steps:
+        overrides.append(f"steps={args.steps}")
+    cfg = apply_overrides(cfg, overrides)
+    if args.data:
+        cfg.data = [str(Path(d)) for d in args.data]
+    validate(cfg)
+    train(cfg, run_dir, resume=bool(args.resume))
+
+
 def _export(args) -> None:
     from compressor.train import export_release
 
@@ -228,6 +262,17 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--repeats", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_speed)
+
+    s = sub.add_parser("train", help="train a codec (rate-distortion, resumable)")
+    s.add_argument("--encoder", help="architecture name from the registry (vit, hybrid, convnext)")
+    s.add_argument("--decoder", help="decoder architecture (default: same as the encoder)")
+    s.add_argument("--data", action="append", help="folder of training images (repeatable)")
+    s.add_argument("--steps", type=int, help="train up to this step")
+    s.add_argument("--out", help="run directory to create")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    s.add_argument("--config", help="JSON file with TrainConfig fields")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    s.set_defaults(fn=_train)
 
     s = sub.add_parser("export", help="freeze a training run into a release checkpoint")
     s.add_argument("run_dir")

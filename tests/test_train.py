@@ -79,3 +79,39 @@ def test_missing_or_empty_data_folder(tmp_path):
 def test_unknown_config_keys_are_refused():
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"stpes": 3})
+
+
+def test_overrides_are_type_checked():
+    from compressor.train import apply_overrides
+
+    cfg = apply_overrides(TrainConfig(), ["steps=12", "lr=1e-3", "bf16=false", "crop=[64, 128]",
+                                          "model.encoder=convnext", "model.encoder_args.dims=[8, 16, 32]"])
+    assert cfg.steps == 12 and cfg.lr == 1e-3 and cfg.bf16 is False and cfg.crop == (64, 128)
+    assert cfg.model.encoder == "convnext" and cfg.model.encoder_args == {"dims": [8, 16, 32]}
+    for bad, message in [("stpes=3", "unknown training config key"), ("steps=1.5", "type int"),
+                         ("bf16=maybe", "type bool"), ("model.nope=1", "unknown model config key"), ("steps", "key=value")]:
+        with pytest.raises(ValueError, match=message):
+            apply_overrides(TrainConfig(), [bad])
+
+
+def test_train_command_end_to_end(image_folder, tmp_path, capsys):
+    from compressor.cli import compressor_main
+
+    run = tmp_path / "run"
+    tiny = ["--set", 'model.encoder_args={"dims": [8, 16, 32], "depths": [1, 1, 1]}',
+            "--set", 'model.decoder_args={"dims": [32, 16, 8], "depths": [1, 1, 1]}',
+            "--set", "crop=[32, 64]", "--set", "pool_size=20", "--set", "batch_size=2", "--set", "warmup_steps=1",
+            "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    argv = ["train", "--encoder", "convnext", "--data", str(image_folder), "--steps", "2", "--out", str(run), *tiny]
+    assert compressor_main(argv) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["encoder"] == saved["model"]["decoder"] == "convnext" and saved["steps"] == 2
+    assert compressor_main(["train", "--resume", str(run), "--steps", "3"]) == 0
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
+    capsys.readouterr()
+    assert compressor_main(argv) == 1  # the run exists: refuse to start over it
+    assert "already holds a run" in capsys.readouterr().err
+    assert compressor_main(["train", "--encoder", "nope", "--data", str(image_folder), "--out", str(tmp_path / "x")]) == 1
+    assert "unknown architecture" in capsys.readouterr().err
+    assert compressor_main(["export", str(run), str(tmp_path / "c.safetensors")]) == 0
+    assert compressor.load(tmp_path / "c.safetensors").architecture == {"encoder": "convnext", "decoder": "convnext"}
