@@ -48,6 +48,8 @@ class TrainConfig:
     val_every: int = 500
     checkpoint_minutes: float = 4.0
     cache_dir: str = "~/.cache/compressor"
+    device: str = "cpu"  # or "cuda"; bf16 autocast on either
+    init_from: str = ""  # warm start: a release checkpoint (.safetensors) whose weights seed the network
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,8 +121,12 @@ class Trainer:
         self.model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
         # Convolutions run 2-3x faster channels-last under bf16 on these CPUs; attention models ignore it.
         self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
+        self.device = torch.device(cfg.device)
+        self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if cfg.init_from:
+            self.warm_start(cfg.init_from)
         entropy_params = list(self.model.bottleneck.entropy_model.parameters())
         entropy_ids = {id(p) for p in entropy_params}
         net_params = [p for p in self.model.parameters() if id(p) not in entropy_ids]
@@ -196,13 +202,23 @@ class Trainer:
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
 
+    def warm_start(self, path: str) -> None:
+        """Seed encoder and decoder from a release checkpoint; the entropy model relearns in a few steps."""
+        from compressor.checkpoint import load_model
+
+        released, _ = load_model(path)
+        weights = {k: v for k, v in released.state_dict().items() if not k.startswith("bottleneck.")}
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("bottleneck.")]:
+            raise ValueError(f"{path} does not fit this model config")
+
     # --- loop -------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict:
         cfg = self.cfg
         for opt in (self.opt, self.entropy_opt):
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, self.step) * (cfg.entropy_lr / cfg.lr if opt is self.entropy_opt else 1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             out = self.model(x)
         mse = torch.mean((out["reconstruction"].float() - x) ** 2)
         bpp = out["bits"].mean() / (x.shape[-2] * x.shape[-1])
@@ -224,8 +240,8 @@ class Trainer:
         self.model.eval()
         psnrs, bits = [], []
         for i in range(0, len(self.val), 16):
-            x = self.val[i : i + 16]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            x = self.val[i : i + 16].to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
                 out = self.model(x)
             psnrs.append(psnr(out["reconstruction"].float(), x))
             bits.append(out["bits"])
@@ -240,7 +256,7 @@ class Trainer:
         window: list[dict] = []
         t_last = time.time()
         while self.step < cfg.steps:
-            x = self.sampler.next_batch()
+            x = self.sampler.next_batch().to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             window.append(self.train_step(x))

@@ -115,3 +115,19 @@ def test_train_command_end_to_end(image_folder, tmp_path, capsys):
     assert "unknown architecture" in capsys.readouterr().err
     assert compressor_main(["export", str(run), str(tmp_path / "c.safetensors")]) == 0
     assert compressor.load(tmp_path / "c.safetensors").architecture == {"encoder": "convnext", "decoder": "convnext"}
+
+
+def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
+    run = tmp_path / "run"
+    train(_config(image_folder, tmp_path, 2), run)
+    release = tmp_path / "r.safetensors"
+    export_release(run, release, name="r")
+    cfg = _config(image_folder, tmp_path, 2)
+    cfg.init_from = str(release)
+    warm = Trainer(cfg, tmp_path / "run2")
+    codec = compressor.load(release)
+    for k, v in codec.model.encoder.state_dict().items():
+        assert (warm.model.encoder.state_dict()[k] == v).all(), k
+    cfg.model = ModelConfig.from_dict({**TINY_VIT, "decoder_args": {**TINY_VIT["decoder_args"], "dim": 64}})
+    with pytest.raises((ValueError, RuntimeError)):
+        Trainer(cfg, tmp_path / "run3")

@@ -1,0 +1,40 @@
+"""A short fuzz run of `decode` in CI; the long one is `python tests/fuzz_decode.py` (see its docstring)."""
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compressor.errors import CompressorError
+from tests.fuzz_decode import fix_check, one_input, run, seed_files
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FAST
+@given(data=st.binary(max_size=400))
+def test_random_bytes(tiny, data):
+    assert one_input(tiny, data) in ("decoded", "rejected")
+
+
+@FAST
+@given(st.data())
+def test_mutated_valid_files(tiny, data):
+    seeds = seed_files(tiny)
+    original = seeds[data.draw(st.integers(0, len(seeds) - 1))]
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(1, 255)), min_size=1,
+                               max_size=4))
+    buf = bytearray(original)
+    for i, x in edits:
+        buf[i] ^= x
+    for candidate in (bytes(buf), fix_check(bytes(buf)), bytes(buf[: data.draw(st.integers(0, len(buf)))])):
+        assert one_input(tiny, candidate) in ("decoded", "rejected")
+
+
+def test_seeded_mutation_run_has_no_crash_or_hang(tiny):
+    result = run(tiny, seed_files(tiny), iterations=2000, seed=1)
+    assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
+    assert result["rejected"] > 0 and result["decoded"] > 0
+
+
+def test_short_input_raises_the_library_error(tiny):
+    with pytest.raises(CompressorError, match="truncated"):
+        tiny.decode(b"\xcf\x10")
