@@ -225,6 +225,23 @@ def _train(args) -> None:
     train(cfg, run_dir, resume=bool(args.resume))
 
 
+def _bench(args) -> None:
+    from compressor.bench import run_bench
+
+    images = args.images or sorted(str(p) for p in (Path("..") / "shared" / "data" / "eval").glob("*") if p.is_dir())
+    if not images:
+        raise UserError("no image folders: pass --images DIR")
+    if args.models:
+        models = [m for m in args.models.split(",") if m]
+    else:
+        from compressor.checkpoint import shipped_checkpoints
+
+        models = sorted(shipped_checkpoints(), key=lambda n: (n != "vit", n))
+    run_bench(images, models, args.out, classic=not args.no_classic, scaling=args.scaling, threads=args.threads,
+              speed_frames=args.speed_frames)
+    print(f"wrote {args.out}/results.json, results.md and plots")
+
+
 def _export(args) -> None:
     from compressor.train import export_release
 
@@ -273,6 +290,16 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--config", help="JSON file with TrainConfig fields")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     s.set_defaults(fn=_train)
+
+    s = sub.add_parser("bench", help="models and classic codecs side by side: JSON, markdown, plots")
+    s.add_argument("--images", action="append", help="image folder (repeatable; default ../shared/data/eval/*)")
+    s.add_argument("--models", help="comma-separated names or .safetensors paths (default: all shipped)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--no-classic", action="store_true", help="skip the classic codecs")
+    s.add_argument("--scaling", action="store_true", help="also time 128x256 .. 1024x2048 (slow)")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--speed-frames", type=int, default=128)
+    s.set_defaults(fn=_bench)
 
     s = sub.add_parser("export", help="freeze a training run into a release checkpoint")
     s.add_argument("run_dir")

@@ -17,7 +17,8 @@ import numpy as np
 
 from compressor.data import IMAGE_SUFFIXES
 from compressor.errors import ImageError
-from compressor.images import psnr, to_rgb_array
+from compressor.images import to_rgb_array
+from compressor.metrics import psnr
 
 
 def expand_paths(paths) -> list[Path]:

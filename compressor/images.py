@@ -97,8 +97,3 @@ def to_pil(arr: np.ndarray):
 
     return Image.fromarray(arr)
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images: MSE over all pixels and channels, as design.md defines."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))

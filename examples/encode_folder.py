@@ -12,7 +12,8 @@ import numpy as np
 
 import compressor
 from compressor.evaluate import expand_paths
-from compressor.images import psnr, to_rgb_array
+from compressor.images import to_rgb_array
+from compressor.metrics import psnr
 
 
 def main() -> None:

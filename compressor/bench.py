@@ -1,0 +1,325 @@
+"""`compressor bench`: every model and the classic codecs side by side, written as JSON, markdown and plots.
+
+    OUT/results.json   one record per (model or codec, image set): bytes, bpp, PSNR, MS-SSIM, speed,
+                       parameters and GFLOPs (models), and per-image bytes, PSNR and MS-SSIM
+    OUT/results.md     the tables
+    OUT/rd.png         mean PSNR against mean bytes, one panel per image set
+    OUT/visual.png     the same frames decoded by each model and codec, labelled with bytes and PSNR
+    OUT/scaling.*      with --scaling: encode/decode time and peak memory against pixel count (log-log)
+
+Classic codecs get, image by image, at most the bytes of the first model's file for that image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor.evaluate import expand_paths, measure_speed
+from compressor.images import to_rgb_array
+from compressor.metrics import ms_ssim, psnr
+
+SCALING_SIZES = ((128, 256), (256, 512), (512, 1024), (1024, 2048))
+
+
+def gflops_per_frame(codec, size=(128, 256)) -> float:
+    """Encoder + decoder GFLOPs for one frame, counted by PyTorch's FlopCounterMode (2 per MAC)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, *size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        y = codec.model.encoder(codec.model.pad(x))
+        codec.model.decoder(torch.sign(y))
+    return counter.get_total_flops() / 1e9
+
+
+def _model_record(codec, set_name, files, frames, speed, flops) -> dict:
+    datas = codec.encode_batch(frames)
+    decoded = codec.decode_batch_arrays(datas)
+    per_image = [
+        {"file": f.name, "bytes": len(d), "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b)}
+        for f, d, a, b in zip(files, datas, frames, decoded)
+    ]
+    return {
+        "name": codec.name, "kind": "model", "images": set_name, "count": len(files),
+        **_means(per_image, frames),
+        "encode_fps": speed["encode_fps"], "decode_fps": speed["decode_fps"],
+        "speed_setting": f"batch {speed['batch']}, {speed['threads']} threads, {speed['device']}, 128x256",
+        "params": codec.parameters, "gflops": flops,
+        "per_image": per_image, "_decoded": decoded,
+    }
+
+
+def _means(per_image, frames) -> dict:
+    fits = [r for r in per_image if r["bytes"] is not None]
+    pixels = [a.shape[0] * a.shape[1] for a, r in zip(frames, per_image) if r["bytes"] is not None]
+    if not fits:
+        return {"fitted": 0, "mean_bytes": None, "mean_bpp": None, "mean_psnr": None, "mean_ms_ssim": None}
+    return {
+        "fitted": len(fits),
+        "mean_bytes": float(np.mean([r["bytes"] for r in fits])),
+        "mean_bpp": float(np.mean([8 * r["bytes"] / p for r, p in zip(fits, pixels)])),
+        "mean_psnr": float(np.mean([r["psnr"] for r in fits])),
+        "mean_ms_ssim": float(np.nanmean([r["ms_ssim"] for r in fits])) if len(fits) else None,
+    }
+
+
+def _classic_records(set_name, files, frames, budgets, reference) -> list[dict]:
+    from compressor.classic import available_codecs, fit
+
+    records = []
+    for codec in available_codecs():
+        for bare in ([False, True] if codec.has_bare else [False]):
+            per_image, decoded, enc_times, dec_times = [], [], [], []
+            for f, a, budget in zip(files, frames, budgets):
+                r = fit(codec, a, budget, bare=bare)
+                if r is None:
+                    per_image.append({"file": f.name, "bytes": None, "psnr": None, "ms_ssim": None})
+                    decoded.append(None)
+                    continue
+                per_image.append({"file": f.name, "bytes": r.bytes, "psnr": r.psnr, "ms_ssim": ms_ssim(a, r.decoded),
+                                  "scale": f"1/{r.scale}", "quality": r.quality})
+                decoded.append(r.decoded)
+                if len(enc_times) < 8:
+                    enc_times.append(_time_classic(codec, a, r))
+            means = _means(per_image, frames)
+            label = f"{codec.name} ({'bare' if bare else 'file'})"
+            records.append({
+                "name": label, "kind": "classic", "images": set_name, "count": len(files), **means,
+                "budget": f"per image, at most the bytes of {reference}'s file",
+                "cannot_fit": len(files) - means["fitted"],
+                "encode_fps": 1 / statistics.median([t[0] for t in enc_times]) if enc_times else None,
+                "decode_fps": 1 / statistics.median([t[1] for t in enc_times]) if enc_times else None,
+                "speed_setting": "one image at a time, 1 thread, at the fitted quality and scale",
+                "per_image": per_image, "_decoded": decoded,
+            })
+    return records
+
+
+def _time_classic(codec, image, r) -> tuple[float, float]:
+    import io
+
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    pil = Image.fromarray(image)
+    small = pil if r.scale == 1 else pil.resize((max(1, w // r.scale), max(1, h // r.scale)), Image.LANCZOS)
+    t = time.perf_counter()
+    for _ in range(3):
+        data = codec.encode(small, r.quality)
+    enc = (time.perf_counter() - t) / 3
+    t = time.perf_counter()
+    for _ in range(3):
+        Image.open(io.BytesIO(data)).convert("RGB").load()
+    return enc, (time.perf_counter() - t) / 3
+
+
+def run_bench(image_dirs, models, out_dir, *, classic: bool = True, scaling: bool = False,
+              threads: int | None = None, speed_frames: int = 128, log=print) -> list[dict]:
+    import torch
+
+    import compressor
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    codecs = [compressor.load(m) for m in models]
+    facts = {}
+    for c in codecs:
+        t = time.time()
+        speed = measure_speed(c.card.path, frames=speed_frames, repeats=3, threads=threads)
+        facts[c.name] = (speed, gflops_per_frame(c))
+        log(f"{c.name}: {facts[c.name][1]:.2f} GFLOPs/frame, encode {speed['encode_fps']:.0f} frames/s, "
+            f"decode {speed['decode_fps']:.0f} frames/s ({time.time() - t:.0f} s)")
+    records = []
+    visuals = {}
+    for d in map(Path, image_dirs):
+        files = expand_paths([d])
+        frames = [to_rgb_array(f) for f in files]
+        set_name = d.name
+        set_records = [_model_record(c, set_name, files, frames, *facts[c.name]) for c in codecs]
+        if classic:
+            t = time.time()
+            budgets = [r["bytes"] for r in set_records[0]["per_image"]]
+            set_records += _classic_records(set_name, files, frames, budgets, codecs[0].name)
+            log(f"{set_name}: classic codecs fitted in {time.time() - t:.0f} s")
+        for r in set_records:
+            if r["mean_psnr"] is not None:
+                log(f"{set_name:>28} {r['name']:>20}: {r['mean_bytes']:7.1f} B  {r['mean_psnr']:6.2f} dB  "
+                    f"MS-SSIM {r['mean_ms_ssim']:.4f}  ({r['fitted']}/{r['count']} fit)")
+            else:
+                log(f"{set_name:>28} {r['name']:>20}: cannot fit the budget on any image")
+        visuals[set_name] = (files, frames, set_records)
+        records += set_records
+    scaling_result = run_scaling(models, out, threads=threads, log=log) if scaling else None
+    _write(out, records, scaling_result, models, image_dirs)
+    _plot_rd(out, records)
+    _plot_visual(out, visuals)
+    return records
+
+
+def _write(out: Path, records, scaling_result, models, image_dirs) -> None:
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+    meta = {"command": "compressor bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
+            "models": list(models), "images": [str(d) for d in image_dirs],
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "records": clean, "scaling": scaling_result},
+                                                 indent=1, default=float))
+    lines = [f"Produced by `{meta['command']}` on {meta['machine']}.", ""]
+    for set_name in dict.fromkeys(r["images"] for r in clean):
+        lines += [f"### {set_name}", "",
+                  "| codec | mean bytes | bpp | PSNR (dB) | MS-SSIM | encode fps | decode fps | params | GFLOPs | fit |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in clean if r["images"] == set_name):
+            def f(v, spec):
+                return "—" if v is None else format(v, spec)
+            params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
+            gflops = f(r.get("gflops"), ".2f") if r.get("gflops") else ""
+            lines.append(f"| {r['name']} | {f(r['mean_bytes'], '.1f')} | {f(r['mean_bpp'], '.4f')} | "
+                         f"{f(r['mean_psnr'], '.2f')} | {f(r['mean_ms_ssim'], '.4f')} | {f(r['encode_fps'], '.0f')} | "
+                         f"{f(r['decode_fps'], '.0f')} | {params} | {gflops} | {r['fitted']}/{r['count']} |")
+        lines.append("")
+    if scaling_result:
+        lines += ["### Resolution scaling (batch 1)", "", "| model | size | encode s | decode s | peak MB |",
+                  "|---|---|---|---|---|"]
+        for m, rows in scaling_result["models"].items():
+            for row in rows:
+                lines.append(f"| {m} | {row['size']} | {row['encode_s']:.3f} | {row['decode_s']:.3f} | "
+                             f"{row['peak_mb']:.0f} |")
+            e = scaling_result["exponents"][m]
+            lines.append(f"| {m} | fitted exponent (time ~ pixels^k) | {e['encode']:.2f} | {e['decode']:.2f} | |")
+        lines.append("")
+    (out / "results.md").write_text("\n".join(lines))
+
+
+def _plot_rd(out: Path, records) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["images"] for r in records))
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        for r in (r for r in records if r["images"] == s and r["mean_psnr"] is not None):
+            marker = "o" if r["kind"] == "model" else ("s" if "file" in r["name"] else "^")
+            ax.scatter(r["mean_bytes"], r["mean_psnr"], marker=marker, s=50)
+            ax.annotate(r["name"], (r["mean_bytes"], r["mean_psnr"]), fontsize=7, xytext=(4, 2),
+                        textcoords="offset points")
+        ax.set_title(s)
+        ax.set_xlabel("mean bytes per image")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "rd.png", dpi=120)
+    plt.close(fig)
+
+
+def _plot_visual(out: Path, visuals, per_set: int = 2) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for set_name, (files, frames, recs) in visuals.items():
+        for i in range(min(per_set, len(files))):
+            rows.append((set_name, files[i], frames[i], recs, i))
+    if not rows:
+        return
+    cols = 1 + max(len([r for r in recs if "bare" not in r["name"]]) for *_, recs, _ in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 1.5 * len(rows) + 0.3), squeeze=False)
+    for row, (set_name, f, frame, recs, i) in zip(axes, rows):
+        row[0].imshow(frame)
+        row[0].set_title(f"{f.name} original", fontsize=7)
+        for ax, r in zip(row[1:], [r for r in recs if "bare" not in r["name"]]):
+            img = r["_decoded"][i]
+            p = r["per_image"][i]
+            if img is None:
+                ax.text(0.5, 0.5, f"{r['name']}\ncannot fit", ha="center", va="center", fontsize=7)
+            else:
+                ax.imshow(img)
+                ax.set_title(f"{r['name']}: {p['bytes']} B, {p['psnr']:.2f} dB", fontsize=7)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "visual.png", dpi=110)
+    plt.close(fig)
+
+
+_SCALING_CHILD = """
+import json, resource, sys, time, numpy as np, torch
+import compressor
+torch.set_num_threads(int(sys.argv[4]))
+codec = compressor.load(sys.argv[1])
+h, w = int(sys.argv[2]), int(sys.argv[3])
+frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+enc, dec = [], []
+for _ in range(int(sys.argv[5])):
+    t = time.perf_counter(); data = codec.encode(frame); enc.append(time.perf_counter() - t)
+    t = time.perf_counter(); codec.decode_batch_arrays([data]); dec.append(time.perf_counter() - t)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"encode_s": sorted(enc)[len(enc) // 2], "decode_s": sorted(dec)[len(dec) // 2],
+                  "peak_mb": (peak - base) / 1024}))
+"""
+
+
+def run_scaling(models, out: Path, *, threads=None, sizes=SCALING_SIZES, log=print) -> dict:
+    """Encode/decode time (median of 3, batch 1) and peak memory per size, each in a fresh process."""
+    result = {"sizes": [f"{h}x{w}" for h, w in sizes], "models": {}, "exponents": {},
+              "setting": f"batch 1, {threads or os.cpu_count()} threads, CPU; peak memory above the loaded model"}
+    for m in models:
+        rows = []
+        for h, w in sizes:
+            repeats = 3 if h * w <= 512 * 1024 else 1
+            r = subprocess.run([sys.executable, "-c", _SCALING_CHILD, str(m), str(h), str(w),
+                                str(threads or os.cpu_count()), str(repeats)], capture_output=True, text=True)
+            if r.returncode != 0:
+                log(f"scaling {m} {h}x{w}: failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+                continue
+            row = {"size": f"{h}x{w}", "pixels": h * w, **json.loads(r.stdout)}
+            rows.append(row)
+            log(f"scaling {m} {h}x{w}: encode {row['encode_s']:.3f} s, decode {row['decode_s']:.3f} s, "
+                f"peak {row['peak_mb']:.0f} MB")
+        result["models"][str(m)] = rows
+        if len(rows) >= 2:
+            px = np.log([r["pixels"] for r in rows])
+            result["exponents"][str(m)] = {k: float(np.polyfit(px, np.log([r[f"{k}_s"] for r in rows]), 1)[0])
+                                           for k in ("encode", "decode")}
+    _plot_scaling(out, result)
+    (out / "scaling.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _plot_scaling(out: Path, result) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for m, rows in result["models"].items():
+        if not rows:
+            continue
+        px = [r["pixels"] for r in rows]
+        for ax, k in zip(axes, ("encode", "decode")):
+            e = result["exponents"].get(m, {}).get(k)
+            ax.loglog(px, [r[f"{k}_s"] for r in rows], "o-", label=f"{m} (k={e:.2f})" if e else m)
+    for ax, k in zip(axes, ("encode", "decode")):
+        ax.set_title(f"{k} time vs pixels (batch 1)")
+        ax.set_xlabel("pixels")
+        ax.set_ylabel("seconds")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,73 @@
+"""The bench end to end on two small images with a tiny model, and the classic-codec fitting."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from compressor.bench import run_bench
+from compressor.classic import available_codecs, bare_size, fit
+from compressor.metrics import ms_ssim, ms_ssim_scales, psnr
+
+
+@pytest.fixture
+def two_images(tmp_path, frame):
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(frame).save(d / "a.png")
+    Image.fromarray(np.ascontiguousarray(frame[:, ::-1])).save(d / "b.png")
+    return d
+
+
+def test_bench_writes_every_output(tiny_path, two_images, tmp_path):
+    out = tmp_path / "out"
+    records = run_bench([two_images], [str(tiny_path)], out, speed_frames=4, log=lambda *a: None)
+    for name in ("results.json", "results.md", "rd.png", "visual.png"):
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / "results.json").read_text())
+    model = data["records"][0]
+    for key in ("name", "images", "mean_bytes", "mean_psnr", "mean_ms_ssim", "encode_fps", "decode_fps", "params",
+                "gflops", "per_image"):
+        assert key in model
+    assert model["images"] == "set" and len(model["per_image"]) == 2 and model["gflops"] > 0
+    names = {r["name"] for r in records}
+    assert "JPEG (file)" in names and "WebP (bare)" in names
+    budgets = [p["bytes"] for p in model["per_image"]]
+    for r in data["records"][1:]:
+        for p, budget in zip(r["per_image"], budgets):
+            assert p["bytes"] is None or p["bytes"] <= budget
+    assert "| tiny |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("codec", available_codecs(), ids=lambda c: c.name)
+def test_fit_never_exceeds_the_budget(codec, frame):
+    for budget in (300, 2000):
+        for bare in ([False, True] if codec.has_bare else [False]):
+            r = fit(codec, frame, budget, bare=bare)
+            if r is None:
+                continue
+            image = Image.fromarray(frame)
+            if r.scale > 1:
+                image = image.resize((256 // r.scale, 128 // r.scale), Image.LANCZOS)
+            data = codec.encode(image, r.quality)
+            size = bare_size(codec.fmt, data) if bare else len(data)
+            assert size == r.bytes <= budget
+            assert r.decoded.shape == frame.shape and r.psnr == psnr(frame, r.decoded)
+
+
+def test_bare_is_smaller_than_file():
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for codec in available_codecs():
+        if codec.has_bare:
+            data = codec.encode(Image.fromarray(frame), codec.qualities[len(codec.qualities) // 2])
+            assert 0 < bare_size(codec.fmt, data) <= len(data)
+
+
+def test_ms_ssim_values():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (128, 256, 3), dtype=np.uint8)
+    assert ms_ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < ms_ssim(a, noisy) < 0.99
+    assert ms_ssim_scales(128, 256) == 4 and ms_ssim_scales(512, 768) == 5
+    assert np.isnan(ms_ssim(a[:5], a[:5]))
