@@ -76,6 +76,8 @@ class Attention(nn.Module):
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, hd)
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)  # SDPA wants the mask in the query's dtype (bf16 under autocast)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B, heads, N, hd)
         out = out.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
         return self.proj(out)
@@ -151,3 +153,69 @@ def tokens_to_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 def grid_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, D, gh, gw) -> (B, gh*gw, D), row-major."""
     return rearrange(x, "b d gh gw -> b (gh gw) d")
+
+
+# Logit added for keys a query must not see; finite so that a window of padding only yields
+# (discarded) values rather than NaN.
+MASKED = -1e4
+
+
+class WindowTransformerBlock(nn.Module):
+    """Transformer block whose attention stays inside non-overlapping windows of tokens (Swin, Liu et al. 2021).
+
+    Input and output are token grids (B, gh, gw, D). The grid is padded to a multiple of the window
+    (padding keys are masked), optionally rolled by half a window so that alternate blocks connect
+    neighbouring windows (the shifted-window scheme, with its region mask), and cut into windows of
+    `window`**2 tokens that share one set of weights. Positions enter only as a learned bias per
+    relative offset inside the window, so the block works the same at any grid size, and every
+    attention call sees exactly `window`**2 tokens: cost is linear in the number of tokens.
+    """
+
+    def __init__(self, dim: int, *, heads: int, window: int = 8, shift: bool = False, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.window = window
+        self.shift = window // 2 if shift else 0
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads=heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, ratio=mlp_ratio)
+        self.relative_bias = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_bias, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, N, N), offsets shifted to >= 0
+        self.register_buffer("relative_index", rel[0] * (2 * window - 1) + rel[1], persistent=False)  # (N, N)
+
+    def _mask(self, gh: int, gw: int, ph: int, pw: int, device) -> torch.Tensor:
+        """(windows, N, N) additive mask: padding keys, and after the roll, keys from another region."""
+        w, s = self.window, self.shift
+        valid = torch.zeros(ph, pw, device=device)
+        valid[:gh, :gw] = 1
+        region = torch.zeros(ph, pw, device=device)
+        if s:
+            for i, rows in enumerate((slice(0, ph - w), slice(ph - w, ph - s), slice(ph - s, ph))):
+                for j, cols in enumerate((slice(0, pw - w), slice(pw - w, pw - s), slice(pw - s, pw))):
+                    region[rows, cols] = 3 * i + j
+            valid = torch.roll(valid, (-s, -s), (0, 1))
+        region_w = rearrange(region, "(nh i) (nw j) -> (nh nw) (i j)", i=w, j=w)  # (windows, N)
+        valid_w = rearrange(valid, "(nh i) (nw j) -> (nh nw) (i j)", i=w, j=w)  # (windows, N)
+        allowed = (region_w[:, :, None] == region_w[:, None, :]) & (valid_w[:, None, :] > 0)  # (windows, N, N)
+        return torch.where(allowed, 0.0, MASKED)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, gh, gw, d = x.shape
+        w, s = self.window, self.shift
+        ph, pw = -(-gh // w) * w, -(-gw // w) * w
+        y = F.pad(self.norm1(x), (0, 0, 0, pw - gw, 0, ph - gh))  # (B, ph, pw, D)
+        if s:
+            y = torch.roll(y, (-s, -s), (1, 2))
+        windows = rearrange(y, "b (nh i) (nw j) d -> (b nh nw) (i j) d", i=w, j=w)  # (B*nW, N, D)
+        bias = self.relative_bias[self.relative_index].permute(2, 0, 1)  # (heads, N, N)
+        mask = self._mask(gh, gw, ph, pw, x.device)  # (nW, N, N)
+        attn_bias = (bias[None] + mask[:, None]).repeat(b, 1, 1, 1)  # (B*nW, heads, N, N)
+        out = self.attn(windows, attn_bias)  # (B*nW, N, D)
+        out = rearrange(out, "(b nh nw) (i j) d -> b (nh i) (nw j) d", b=b, nh=ph // w, i=w, j=w)  # (B, ph, pw, D)
+        if s:
+            out = torch.roll(out, (s, s), (1, 2))
+        x = x + out[:, :gh, :gw]
+        return x + self.mlp(self.norm2(x))

@@ -35,6 +35,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      "conv / stride / pool stem to the 16-pixel grid, then global attention (DETR-style)"),
         Architecture("convnext", "compressor.architectures.convnext", "ConvNeXtEncoder", "ConvNeXtDecoder",
                      "ConvNeXt stages only: depthwise 7x7, LayerNorm, pointwise MLP; no attention"),
+        Architecture("cvit", "compressor.architectures.cvit", "CViTEncoder", "CViTDecoder",
+                     "convolutional ViT: vit's patch embedding, attention in shifted 8x8-token windows only"),
     ]
 }
 
