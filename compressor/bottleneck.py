@@ -68,6 +68,9 @@ class Bottleneck(nn.Module):
             from compressai.entropy_models import EntropyBottleneck
 
             self.entropy_model = EntropyBottleneck(latent_channels)
+            # Its quantiles serve CompressAI's own range coding, which we replace with the frozen
+            # binary table; frozen here so no optimizer or DDP sees a parameter without gradient.
+            self.entropy_model.quantiles.requires_grad_(False)
 
     def probability_of_one(self) -> torch.Tensor:
         """(C,) P(s = 1) per channel, from the learned density if training, else the frozen table."""

@@ -1,4 +1,4 @@
-"""Training data: a pool of random 128x256 crops cut once from image folders, sampled into batches.
+"""Training data: a pool of random 128x256 crops cut once from image and video folders, sampled into batches.
 
 Decoding and rescaling the JPEGs dominates a CPU step, so crops are cut once into a uint8 array
 (about 100 KB each) and batches are drawn from it. Each crop follows design.md: the image is
@@ -14,20 +14,42 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".avif", ".jxl"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
-    """All Pillow-readable image files under the folders, recursively, sorted for reproducibility."""
+    """All image and video files under the folders, recursively, sorted for reproducibility."""
     files = []
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"data folder not found: {folder}")
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
     if not files:
-        raise FileNotFoundError(f"no images found in {', '.join(map(str, folders))}")
+        raise FileNotFoundError(f"no images or videos found in {', '.join(map(str, folders))}")
     return sorted(files)
+
+
+def video_frames(path: Path, count: int) -> list[Image.Image]:
+    """Up to `count` frames spread evenly over a video, decoded with PyAV (FFmpeg)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_image() for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError(f"{path} has no video frames")
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return [frames[i] for i in idx]
+
+
+def first_frame(path: Path) -> Image.Image:
+    """An image file, or the middle frame of a video, as RGB."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        frames = video_frames(path, 3)
+        return frames[len(frames) // 2].convert("RGB")
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
 
 
 def cover_frame(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -37,39 +59,61 @@ def cover_frame(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def random_crops(path: Path, size: tuple[int, int], count: int, seed: int, max_zoom: float = 2.0) -> np.ndarray:
-    """`count` crops (count, H, W, 3) uint8 from one image at random scales in [cover, max_zoom * cover]."""
+    """`count` crops (count, H, W, 3) uint8 at random scales in [cover, max_zoom * cover].
+
+    An image gives all its crops; a video gives one crop from each of `count` frames spread over it.
+    """
     rng = np.random.default_rng(seed)
     h, w = size
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        sources = [f.convert("RGB") for f in video_frames(path, count)]
+    else:
+        with Image.open(path) as im:
+            sources = [ImageOps.exif_transpose(im).convert("RGB")]
+    crops = np.empty((count, h, w, 3), np.uint8)
+    for i in range(count):
+        im = sources[i % len(sources)]
         cover = max(h / im.height, w / im.width)
-        crops = np.empty((count, h, w, 3), np.uint8)
-        for i in range(count):
-            scale = cover * float(rng.uniform(1.0, max_zoom))
-            new_w = max(w, round(im.width * scale))
-            new_h = max(h, round(im.height * scale))
-            scaled = im.resize((new_w, new_h), Image.LANCZOS)
-            top = int(rng.integers(0, new_h - h + 1))
-            left = int(rng.integers(0, new_w - w + 1))
-            crops[i] = np.asarray(scaled.crop((left, top, left + w, top + h)))
+        scale = cover * float(rng.uniform(1.0, max_zoom))
+        new_w = max(w, round(im.width * scale))
+        new_h = max(h, round(im.height * scale))
+        scaled = im.resize((new_w, new_h), Image.LANCZOS)
+        top = int(rng.integers(0, new_h - h + 1))
+        left = int(rng.integers(0, new_w - w + 1))
+        crops[i] = np.asarray(scaled.crop((left, top, left + w, top + h)))
     return crops
 
 
 def _crops_job(args):
-    return random_crops(*args)
+    """Crops of one file, or an empty array and the reason if the file cannot be read."""
+    path, size = args[0], args[1]
+    try:
+        return random_crops(*args), None
+    except Exception as e:  # a corrupt file must not end a run that has thousands of good ones
+        return np.empty((0, *size, 3), np.uint8), f"{path}: {e}"
 
 
 def build_pool(files: list[Path], size: tuple[int, int], total: int, seed: int, workers: int | None = None) -> np.ndarray:
-    """About `total` crops spread evenly over the files, cut in parallel processes."""
+    """About `total` crops spread evenly over the files, cut in parallel processes.
+
+    Unreadable files are skipped with a warning; if none can be read, that is an error.
+    """
     per_image = max(1, round(total / len(files)))
     jobs = [(f, size, per_image, seed * 1_000_003 + i) for i, f in enumerate(files)]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
-        parts = [_crops_job(j) for j in jobs]
+        results = [_crops_job(j) for j in jobs]
     else:
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_crops_job, jobs, chunksize=16))
-    return np.concatenate(parts)
+            results = list(pool.map(_crops_job, jobs, chunksize=16))
+    failures = [err for _, err in results if err]
+    for err in failures[:5]:
+        print(f"warning: skipped unreadable file {err}", flush=True)
+    if len(failures) > 5:
+        print(f"warning: skipped {len(failures) - 5} more unreadable files", flush=True)
+    if len(failures) == len(files):
+        raise ValueError(f"none of the {len(files)} training files could be read (first: {failures[0]})")
+    return np.concatenate([crops for crops, _ in results])
 
 
 def split_files(files: list[Path], every: int = 50) -> tuple[list[Path], list[Path]]:
@@ -87,12 +131,15 @@ class CropSampler:
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
-    def next_batch(self):
+    def next_batch(self, rank: int = 0, world: int = 1):
+        """The next global batch, or process `rank`'s slice of it when `world` processes share it."""
         import torch
 
         idx = self.rng.integers(0, len(self.pool), self.batch_size)
-        batch = self.pool[idx]  # (B, H, W, 3) uint8
         flip = self.rng.random(self.batch_size) < 0.5
+        part = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
+        idx, flip = idx[part], flip[part]
+        batch = self.pool[idx]  # (b, H, W, 3) uint8
         batch[flip] = batch[flip, :, ::-1]
         x = torch.from_numpy(batch).permute(0, 3, 1, 2)  # (B, 3, H, W)
         return x.float().div_(255)

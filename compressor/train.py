@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compressor.data import CropSampler, build_pool, cover_frame, find_images, split_files
+from compressor.data import CropSampler, build_pool, cover_frame, find_images, first_frame, split_files
 from compressor.model import CompressionModel, ModelConfig
 
 
@@ -30,6 +30,7 @@ from compressor.model import CompressionModel, ModelConfig
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    val_data: list[str] = field(default_factory=list)  # empty: hold out every 50th training file
     crop: tuple[int, int] = (128, 256)
     pool_size: int = 16000
     batch_size: int = 16
@@ -116,12 +117,20 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        cfg.threads = cfg.threads or os.cpu_count() or 1  # recorded as resolved, for the model card
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.is_main = self.rank == 0
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        cfg.threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.world)  # recorded as resolved
         torch.set_num_threads(cfg.threads)
         self.model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
         # Convolutions run 2-3x faster channels-last under bf16 on these CPUs; attention models ignore it.
         self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
         self.device = torch.device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -138,6 +147,14 @@ class Trainer:
             lr=cfg.lr, betas=(0.9, 0.95),
         )
         self.entropy_opt = torch.optim.Adam(entropy_params, lr=cfg.entropy_lr)
+        self.net = self.model  # what the training step calls: the model, or its DDP wrapper
+        if self.world > 1:
+            import torch.distributed as dist
+            from torch.nn.parallel import DistributedDataParallel
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
@@ -148,6 +165,8 @@ class Trainer:
         train_files, val_files = split_files(files)
         key = f"{len(files)}-{cfg.crop[0]}x{cfg.crop[1]}-{cfg.pool_size}-{cfg.seed}"
         cache = Path(os.path.expanduser(cfg.cache_dir)) / f"pool-{key}.npy"
+        if self.world > 1 and not self.is_main:
+            self._barrier()  # rank 0 cuts the pool and caches it
         if cache.exists():
             pool = np.load(cache)
         else:
@@ -155,16 +174,27 @@ class Trainer:
             pool = build_pool(train_files, cfg.crop, cfg.pool_size, cfg.seed)
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache, pool)
-            print(f"cut {len(pool)} crops from {len(train_files)} images in {time.time() - t:.0f} s", flush=True)
+            print(f"cut {len(pool)} crops from {len(train_files)} files in {time.time() - t:.0f} s", flush=True)
+        if self.world > 1 and self.is_main:
+            self._barrier()
         self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.step)
-        from PIL import Image
-
+        if cfg.val_data:
+            val_files = find_images(cfg.val_data)
         frames = []
         for f in val_files:
-            with Image.open(f) as im:
-                frames.append(np.asarray(cover_frame(im.convert("RGB"), cfg.crop)))
+            try:
+                frames.append(np.asarray(cover_frame(first_frame(f), cfg.crop)))
+            except Exception as e:
+                print(f"warning: skipped unreadable validation file {f}: {e}", flush=True)
+        if not frames:
+            raise ValueError("no readable validation images")
         self.val = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255  # (V, 3, H, W)
         self.data_facts = {"images": len(train_files), "validation_images": len(val_files), "pool": len(pool)}
+
+    def _barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
 
     # --- state ------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -215,16 +245,22 @@ class Trainer:
     # --- loop -------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict:
         cfg = self.cfg
+        t0 = time.perf_counter()
         for opt in (self.opt, self.entropy_opt):
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, self.step) * (cfg.entropy_lr / cfg.lr if opt is self.entropy_opt else 1)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = self.model(x)
+            out = self.net(x)
         mse = torch.mean((out["reconstruction"].float() - x) ** 2)
         bpp = out["bits"].mean() / (x.shape[-2] * x.shape[-1])
         loss = mse + cfg.rate_weight * bpp
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {self.step}; last good state is kept")
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world > 1:  # every process stops together, or none does
+            import torch.distributed as dist
+
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise FloatingPointError(f"non-finite loss at step {self.step}; stopped, the last good state is kept")
         self.opt.zero_grad(set_to_none=True)
         self.entropy_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,7 +269,7 @@ class Trainer:
         self.entropy_opt.step()
         self.step += 1
         return {"loss": loss.item(), "mse": mse.item(), "bpp": bpp.item(),
-                "psnr": float(10 * math.log10(1 / max(mse.item(), 1e-10)))}
+                "psnr": float(10 * math.log10(1 / max(mse.item(), 1e-10))), "seconds": time.perf_counter() - t0}
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -249,36 +285,98 @@ class Trainer:
         return {"val_psnr": torch.cat(psnrs).mean().item(), "val_bytes": torch.cat(bits).mean().item() / 8}
 
     def run(self) -> None:
+        from tqdm import tqdm
+
         cfg = self.cfg
         self.model.train()
-        log = open(self.run_dir / "metrics.jsonl", "a")
+        log = open(self.run_dir / "metrics.jsonl", "a") if self.is_main else None
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.is_main else True, dynamic_ncols=True,
+                   unit="step")
         last_save = time.time()
         window: list[dict] = []
         t_last = time.time()
         while self.step < cfg.steps:
-            x = self.sampler.next_batch().to(self.device, non_blocking=True)
+            # Every process draws the same global batch and trains on its slice, so N processes with
+            # batch B match one process with batch B.
+            t_data = time.perf_counter()
+            x = self.sampler.next_batch(self.rank, self.world).to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            window.append(self.train_step(x))
+            t_data = time.perf_counter() - t_data
+            window.append({**self.train_step(x), "data_seconds": t_data})
             now = time.time()
             self.elapsed += now - t_last
             t_last = now
+            bar.update(1)
             if self.step % cfg.log_every == 0:
                 mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1), **mean}
-                if self.step % cfg.val_every == 0:
+                bar.set_postfix(loss=f"{mean['loss']:.5f}", bpp=f"{mean['bpp']:.4f}", psnr=f"{mean['psnr']:.2f}")
+                rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1),
+                       "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, sum(w["seconds"] for w in window)), 1),
+                       "loader_share": round(sum(w["data_seconds"] for w in window)
+                                             / max(1e-9, sum(w["seconds"] + w["data_seconds"] for w in window)), 4),
+                       **{k: v for k, v in mean.items() if k not in ("seconds", "data_seconds")}}
+                if self.is_main and self.step % cfg.val_every == 0:
                     rec.update(self.validate())
+                    self.plot()
                     t_last = time.time()
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                print(json.dumps(rec), flush=True)
+                if self.is_main:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    if bar.disable:
+                        print(json.dumps(rec), flush=True)
                 window = []
-            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+            if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
                 self.save_state()
                 last_save = time.time()
                 t_last = last_save
-        self.save_state()
-        log.close()
+        bar.close()
+        if self.is_main:
+            self.save_state()
+            log.close()
+            self.plot()
+
+    def plot(self) -> None:
+        """curves.png (loss, PSNR, bpp against steps) and reconstructions.png of validation frames."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = self.run_dir / "metrics.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if rows:
+            fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+            steps = [r["step"] for r in rows]
+            axes[0].plot(steps, [r["psnr"] for r in rows], label="train")
+            val = [r for r in rows if "val_psnr" in r]
+            axes[0].plot([r["step"] for r in val], [r["val_psnr"] for r in val], "o-", label="validation")
+            axes[0].set_ylabel("PSNR (dB)")
+            axes[0].legend()
+            axes[1].plot(steps, [r["bpp"] for r in rows])
+            axes[1].set_ylabel("bits per pixel (estimated)")
+            axes[2].semilogy(steps, [r["loss"] for r in rows])
+            axes[2].set_ylabel("loss")
+            for ax in axes:
+                ax.set_xlabel("step")
+                ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(self.run_dir / "curves.png", dpi=100)
+            plt.close(fig)
+        with torch.no_grad():
+            self.model.eval()
+            x = self.val[:4].to(self.device)
+            rec = self.model(x)["reconstruction"].float().clamp(0, 1).cpu()
+            self.model.train()
+        fig, axes = plt.subplots(len(x), 2, figsize=(7, 1.9 * len(x)), squeeze=False)
+        for i in range(len(x)):
+            for j, img in enumerate((x[i].cpu(), rec[i])):
+                axes[i][j].imshow(img.permute(1, 2, 0).numpy())
+                axes[i][j].axis("off")
+            axes[i][1].set_title(f"step {self.step}: {psnr(rec[i:i + 1], x[i:i + 1].cpu()).item():.2f} dB", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "reconstructions.png", dpi=100)
+        plt.close(fig)
 
     def facts(self) -> dict:
         """Training facts for the model card."""
@@ -301,9 +399,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> Tra
     state = Path(run_dir) / "state.safetensors"
     if resume:
         trainer.load_state(state)
-    (Path(run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if trainer.is_main:
+        (Path(run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     trainer.prepare_data()
-    trainer.run()
+    try:
+        trainer.run()
+    finally:
+        if trainer.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return trainer
 
 

@@ -1,6 +1,8 @@
 """A few training steps of a tiny model on generated images, export, reload, code a frame; resume."""
 import json
 
+import torch
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,3 +133,63 @@ def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
     cfg.model = ModelConfig.from_dict({**TINY_VIT, "decoder_args": {**TINY_VIT["decoder_args"], "dim": 64}})
     with pytest.raises((ValueError, RuntimeError)):
         Trainer(cfg, tmp_path / "run3")
+
+
+def test_two_process_gloo_run_matches_one_process(image_folder, tmp_path):
+    """torchrun --nproc_per_node 2 with the same global batch ends at the same weights (within float error)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    common = ["--encoder", "vit", "--data", str(image_folder), "--steps", "3",
+              "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
+              "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
+              "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=4", "--set", "warmup_steps=1",
+              "--set", "bf16=false", "--set", "threads=1", "--set", "log_every=1", "--set", "val_every=100",
+              "--set", f"cache_dir={tmp_path / 'cache'}"]
+    single = subprocess.run([sys.executable, "-m", "compressor", "train", *common, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    double = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29533", "-m", "compressor", "train",
+                             *common, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert double.returncode == 0, double.stderr[-2000:]
+    a = load_file(str(tmp_path / "one" / "state.safetensors"))
+    b = load_file(str(tmp_path / "two" / "state.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.startswith("model."):
+            torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # only the main process logs
+
+
+def test_video_files_are_training_data(tmp_path):
+    """A short clip made here with PyAV is found, decoded into frames and cut into crops."""
+    import av
+
+    from compressor.data import build_pool, find_images, first_frame
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    with av.open(str(folder / "drive.mp4"), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(12):
+            img = np.zeros((64, 96, 3), np.uint8)
+            img[:, (i * 8) % 96 :] = 200  # a moving edge, so frames differ
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    (folder / "broken.png").write_bytes(b"not a png")
+    files = find_images([folder])
+    assert [f.name for f in files] == ["broken.png", "drive.mp4"]
+    pool = build_pool(files, (32, 64), total=8, seed=0, workers=1)
+    assert pool.shape == (4, 32, 64, 3)  # the broken file is skipped, the clip gives 4 crops
+    assert len({crop.tobytes() for crop in pool}) == 4
+    assert first_frame(folder / "drive.mp4").size == (96, 64)
+    with pytest.raises(ValueError, match="none of the 1 training files"):
+        build_pool([folder / "broken.png"], (32, 64), total=2, seed=0, workers=1)
