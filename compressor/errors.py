@@ -19,3 +19,7 @@ class ModelError(CompressorError):
 
 class ImageError(CompressorError):
     """An input that is not a readable image, or one that cannot be coded."""
+
+
+class TrainingError(CompressorError):
+    """A training run that cannot go on (non-finite loss, unreadable data)."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from compressor.data import CropSampler, build_pool, cover_frame, find_images, first_frame, split_files
+from compressor.errors import TrainingError
 from compressor.model import CompressionModel, ModelConfig
 
 
@@ -116,6 +117,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob("state.safetensors.tmp"):  # a write cut short by a crash
+            stale.unlink()
         torch.manual_seed(cfg.seed)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
         self.rank = int(os.environ.get("RANK", "0"))
@@ -260,7 +263,7 @@ class Trainer:
 
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if not finite.item():
-            raise FloatingPointError(f"non-finite loss at step {self.step}; stopped, the last good state is kept")
+            raise TrainingError(f"non-finite loss at step {self.step}; stopped, the last good state is kept")
         self.opt.zero_grad(set_to_none=True)
         self.entropy_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -193,3 +193,51 @@ def test_video_files_are_training_data(tmp_path):
     assert first_frame(folder / "drive.mp4").size == (96, 64)
     with pytest.raises(ValueError, match="none of the 1 training files"):
         build_pool([folder / "broken.png"], (32, 64), total=2, seed=0, workers=1)
+
+
+def test_kill_and_resume(image_folder, tmp_path):
+    """A run killed with SIGKILL leaves a loadable state; --resume continues from its step."""
+    import subprocess
+    import sys
+    import time
+
+    from compressor.cli import compressor_main
+    from compressor.train import TrainConfig
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "compressor", "train", "--encoder", "vit", "--data", str(image_folder),
+            "--steps", "100000", "--out", str(run),
+            "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
+            "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
+            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=2", "--set", "threads=1",
+            "--set", "checkpoint_minutes=0.002", "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'c'}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+            if len(lines) >= 5 and (run / "state.safetensors").exists():
+                break
+            time.sleep(0.2)
+        proc.kill()
+    finally:
+        proc.wait()
+    trainer = Trainer(TrainConfig.from_dict(json.loads((run / "config.json").read_text())), run)
+    trainer.load_state(run / "state.safetensors")
+    saved = trainer.step
+    assert saved >= 1  # the kill may leave a half-written .tmp beside it, never a broken state file
+    assert compressor_main(["train", "--resume", str(run), "--steps", str(saved + 2), "--set", "log_every=1"]) == 0
+    assert not list(run.glob("*.tmp"))
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-2:] == [saved + 1, saved + 2]
+
+
+def test_non_finite_loss_stops_with_a_clear_error(image_folder, tmp_path):
+    from compressor.errors import TrainingError
+
+    trainer = Trainer(_config(image_folder, tmp_path, 4), tmp_path / "run")
+    trainer.prepare_data()
+    with torch.no_grad():
+        trainer.model.decoder.head.bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="non-finite loss at step 0"):
+        trainer.run()
