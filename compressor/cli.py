@@ -245,8 +245,13 @@ def _bench(args) -> None:
 def _export(args) -> None:
     from compressor.train import export_release
 
-    model_id = export_release(args.run_dir, args.output, name=args.name or Path(args.output).stem)
-    print(f"wrote {args.output} (model id {model_id:04x})")
+    output = Path(args.output)
+    if output.suffix != ".safetensors":  # `compressor export RUN mycodec` writes mycodec.safetensors
+        output = output.with_name(output.name + ".safetensors")
+    if not (Path(args.run_dir) / "state.safetensors").is_file():
+        raise UserError(f"no training state in {args.run_dir} (expected state.safetensors)")
+    model_id = export_release(args.run_dir, output, name=args.name or output.stem)
+    print(f"wrote {output} (model id {model_id:04x}); use it with: compress --model {output} in.png out.bin")
 
 
 def compressor_main(argv=None) -> int:
@@ -303,7 +308,7 @@ def compressor_main(argv=None) -> int:
 
     s = sub.add_parser("export", help="freeze a training run into a release checkpoint")
     s.add_argument("run_dir")
-    s.add_argument("output", help="the .safetensors file to write")
+    s.add_argument("output", help="the .safetensors file to write (a bare NAME becomes NAME.safetensors)")
     s.add_argument("--name", default=None, help="model name in the card (default: the file's stem)")
     s.set_defaults(fn=_export)
 
