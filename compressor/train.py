@@ -11,6 +11,7 @@ atomically every few minutes; nothing is pickled.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -166,7 +167,11 @@ class Trainer:
         cfg = self.cfg
         files = find_images(cfg.data)
         train_files, val_files = split_files(files)
-        key = f"{len(files)}-{cfg.crop[0]}x{cfg.crop[1]}-{cfg.pool_size}-{cfg.seed}"
+        # The cache is keyed by the file list (paths, sizes, times) and the crop recipe, so other data
+        # or settings never reuse a stale pool.
+        listing = "\n".join(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in train_files)
+        digest = hashlib.sha1(listing.encode()).hexdigest()[:12]
+        key = f"{digest}-{cfg.crop[0]}x{cfg.crop[1]}-{cfg.pool_size}-{cfg.seed}"
         cache = Path(os.path.expanduser(cfg.cache_dir)) / f"pool-{key}.npy"
         if self.world > 1 and not self.is_main:
             self._barrier()  # rank 0 cuts the pool and caches it
