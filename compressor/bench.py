@@ -72,15 +72,32 @@ def _means(per_image, frames) -> dict:
     }
 
 
-def _classic_records(set_name, files, frames, budgets, reference) -> list[dict]:
-    from compressor.classic import available_codecs, fit
+def _fit_job(args):
+    from compressor.classic import fit_modes
+
+    codec, image, budget, modes = args
+    return fit_modes(codec, image, budget, modes)
+
+
+def _classic_records(set_name, files, frames, budgets, reference, workers=None) -> list[dict]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from compressor.classic import available_codecs
 
     records = []
+    workers = workers or os.cpu_count() or 1
     for codec in available_codecs():
-        for bare in ([False, True] if codec.has_bare else [False]):
-            per_image, decoded, enc_times, dec_times = [], [], [], []
-            for f, a, budget in zip(files, frames, budgets):
-                r = fit(codec, a, budget, bare=bare)
+        modes = ("file", "bare") if codec.has_bare else ("file",)
+        jobs = [(codec, a, budget, modes) for a, budget in zip(frames, budgets)]
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                fits = list(pool.map(_fit_job, jobs))
+        else:
+            fits = [_fit_job(j) for j in jobs]
+        for m, mode in enumerate(modes):
+            per_image, decoded, times = [], [], []
+            for f, a, image_fits in zip(files, frames, fits):
+                r = image_fits[m]
                 if r is None:
                     per_image.append({"file": f.name, "bytes": None, "psnr": None, "ms_ssim": None})
                     decoded.append(None)
@@ -88,16 +105,15 @@ def _classic_records(set_name, files, frames, budgets, reference) -> list[dict]:
                 per_image.append({"file": f.name, "bytes": r.bytes, "psnr": r.psnr, "ms_ssim": ms_ssim(a, r.decoded),
                                   "scale": f"1/{r.scale}", "quality": r.quality})
                 decoded.append(r.decoded)
-                if len(enc_times) < 8:
-                    enc_times.append(_time_classic(codec, a, r))
+                if len(times) < 8:
+                    times.append(_time_classic(codec, a, r))
             means = _means(per_image, frames)
-            label = f"{codec.name} ({'bare' if bare else 'file'})"
             records.append({
-                "name": label, "kind": "classic", "images": set_name, "count": len(files), **means,
+                "name": f"{codec.name} ({mode})", "kind": "classic", "images": set_name, "count": len(files), **means,
                 "budget": f"per image, at most the bytes of {reference}'s file",
                 "cannot_fit": len(files) - means["fitted"],
-                "encode_fps": 1 / statistics.median([t[0] for t in enc_times]) if enc_times else None,
-                "decode_fps": 1 / statistics.median([t[1] for t in enc_times]) if enc_times else None,
+                "encode_fps": 1 / statistics.median([t[0] for t in times]) if times else None,
+                "decode_fps": 1 / statistics.median([t[1] for t in times]) if times else None,
                 "speed_setting": "one image at a time, 1 thread, at the fitted quality and scale",
                 "per_image": per_image, "_decoded": decoded,
             })

@@ -108,36 +108,41 @@ class Fit:
 
 def fit(codec: ClassicCodec, image: np.ndarray, budget: int, *, bare: bool = False) -> Fit | None:
     """Best PSNR over the scales at the highest quality whose size (file or bare) fits `budget`."""
+    return fit_modes(codec, image, budget, modes=("bare",) if bare else ("file",))[0]
+
+
+def fit_modes(codec: ClassicCodec, image: np.ndarray, budget: int, modes=("file", "bare")) -> list[Fit | None]:
+    """`fit` for several size modes at once; encodes are shared between the modes' searches."""
     pil = Image.fromarray(image)
     h, w = image.shape[:2]
-    best = None
+    best: list[Fit | None] = [None] * len(modes)
     for s in SCALES:
         if min(h, w) // s < 8:
             break
         small = pil if s == 1 else pil.resize((max(1, w // s), max(1, h // s)), Image.LANCZOS)
         cache: dict = {}
 
-        def size_at(i):
+        def encoded(i):
             if i not in cache:
                 data = codec.encode(small, codec.qualities[i])
-                cache[i] = (bare_size(codec.fmt, data) if bare else len(data), data)
-            return cache[i][0]
+                cache[i] = {"file": len(data), "bare": bare_size(codec.fmt, data), "data": data}
+            return cache[i]
 
-        lo, hi = 0, len(codec.qualities) - 1
-        if size_at(lo) > budget:
-            continue
-        while lo < hi:  # largest index whose size fits; sizes grow with the index
-            mid = (lo + hi + 1) // 2
-            if size_at(mid) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        size, data = cache[lo]
-        decoded = Image.open(io.BytesIO(data)).convert("RGB")
-        if s != 1:
-            decoded = decoded.resize((w, h), Image.LANCZOS)
-        arr = np.asarray(decoded)
-        score = psnr(image, arr)
-        if best is None or score > best.psnr:
-            best = Fit(bytes=size, psnr=score, scale=s, quality=codec.qualities[lo], decoded=arr)
+        for m, mode in enumerate(modes):
+            lo, hi = 0, len(codec.qualities) - 1
+            if encoded(lo)[mode] > budget:
+                continue
+            while lo < hi:  # largest index whose size fits; sizes grow with the index
+                mid = (lo + hi + 1) // 2
+                if encoded(mid)[mode] <= budget:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            decoded = Image.open(io.BytesIO(encoded(lo)["data"])).convert("RGB")
+            if s != 1:
+                decoded = decoded.resize((w, h), Image.LANCZOS)
+            arr = np.asarray(decoded)
+            score = psnr(image, arr)
+            if best[m] is None or score > best[m].psnr:
+                best[m] = Fit(bytes=encoded(lo)[mode], psnr=score, scale=s, quality=codec.qualities[lo], decoded=arr)
     return best
