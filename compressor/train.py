@@ -36,7 +36,7 @@ class TrainConfig:
     crop: tuple[int, int] = (128, 256)
     pool_size: int = 16000
     batch_size: int = 16
-    steps: int = 16000
+    steps: int = 15000
     lr: float = 4e-4
     entropy_lr: float = 1e-3
     weight_decay: float = 0.05
