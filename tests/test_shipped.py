@@ -9,7 +9,7 @@ from tests.conftest import eval_dir
 
 # Floors sit 0.1 dB under the values measured by `compressor eval DIR --model vit` (see README);
 # a regression of the codec, the bitstream or the weights fails here.
-FLOORS = {"kodak-frames-128x256": 19.6, "driving-frames-128x256": 19.55}
+FLOORS = {"kodak-frames-128x256": 21.6, "driving-frames-128x256": 21.5}
 
 
 @pytest.fixture(scope="module")
