@@ -76,18 +76,14 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 def tensors_digest(tensors: dict) -> bytes:
     """SHA-256 over names, dtypes, shapes and raw bytes of the tensors, in sorted name order."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.digest()
-
-
-def _byte_dtype():
-    import torch
-
-    return torch.uint8
 
 
 def save_release(path: str | os.PathLike, model, config, *, name: str, card: dict, weight_dtype=None) -> int:
