@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from compressor.errors import ModelError
@@ -57,6 +58,23 @@ def shipped_checkpoints() -> dict[str, Path]:
         for p in sorted(d.glob("*.safetensors")):
             found.setdefault(p.stem, p)
     return found
+
+
+@lru_cache(maxsize=64)
+def _model_id_of(path: str, mtime_ns: int) -> int:
+    return read_card(path).model_id
+
+
+def find_shipped(model_id: int) -> Path | None:
+    """The shipped checkpoint with this model id, or None.
+
+    `compressor.decode` asks this for every file it decodes, so each checkpoint's header is read once
+    (again only if the file changes), not once per decoded frame.
+    """
+    for path in shipped_checkpoints().values():
+        if _model_id_of(str(path), path.stat().st_mtime_ns) == model_id:
+            return path
+    return None
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:

@@ -127,14 +127,15 @@ def decompress_main(argv=None) -> int:
 # --- compressor subcommands -----------------------------------------------------------------------
 def _info(args) -> None:
     from compressor import bitstream
-    from compressor.checkpoint import read_card, shipped_checkpoints
+    from compressor.checkpoint import find_shipped
 
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     data = path.read_bytes()
     header, payload = bitstream.unpack(data)
-    model = next((n for n, p in shipped_checkpoints().items() if read_card(p).model_id == header.model_id), None)
+    shipped = find_shipped(header.model_id)
+    model = shipped.stem if shipped else None
     info = {
         "file": str(path),
         "bytes": len(data),

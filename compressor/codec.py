@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from compressor import bitstream, entropy_coder
-from compressor.checkpoint import ModelCard, load_model, read_card, resolve, shipped_checkpoints
+from compressor.checkpoint import ModelCard, find_shipped, load_model, resolve
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import to_pil, to_rgb_array
 
@@ -113,23 +113,18 @@ class Codec:
 
     def decode_batch_arrays(self, datas) -> list[np.ndarray]:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
-        parsed = [self.decode_symbols(d) for d in datas]
         import torch
 
-        groups: dict[tuple, list[int]] = {}
-        for i, (_, size) in enumerate(parsed):
-            groups.setdefault(size, []).append(i)
+        parsed = [self.decode_symbols(d) for d in datas]
         out: list = [None] * len(parsed)
         bf16 = self.decode_precision == "bf16"
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for size, idx in groups.items():
-                for start in range(0, len(idx), BATCH):
-                    chunk = idx[start : start + BATCH]
-                    sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk]))  # (b, C, gh, gw)
-                    images = self.model.decode_symbols(sym, size)  # (b, 3, H, W)
-                    u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (b, H, W, 3)
-                    for j, i in enumerate(chunk):
-                        out[i] = np.ascontiguousarray(u8[j])
+            for size, chunk in _same_key_chunks([size for _, size in parsed]):
+                sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk]))  # (b, C, gh, gw)
+                images = self.model.decode_symbols(sym, size)  # (b, 3, H, W)
+                u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (b, H, W, 3)
+                for j, i in enumerate(chunk):
+                    out[i] = np.ascontiguousarray(u8[j])
         return out
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
@@ -160,18 +155,23 @@ class Codec:
         import torch
 
         out: list = [None] * len(arrays)
-        groups: dict[tuple, list[int]] = {}
-        for i, a in enumerate(arrays):
-            groups.setdefault(a.shape, []).append(i)
         with torch.inference_mode():
-            for _, idx in groups.items():
-                for start in range(0, len(idx), BATCH):
-                    chunk = idx[start : start + BATCH]
-                    x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).permute(0, 3, 1, 2)  # (b, 3, H, W)
-                    result = fn(x.float().div_(255))
-                    for j, i in enumerate(chunk):
-                        out[i] = result[j]
+            for _, chunk in _same_key_chunks([a.shape for a in arrays]):
+                x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).permute(0, 3, 1, 2)  # (b, 3, H, W)
+                result = fn(x.float().div_(255))
+                for j, i in enumerate(chunk):
+                    out[i] = result[j]
         return out
+
+
+def _same_key_chunks(keys: list):
+    """Indices grouped by equal key (an image size), in chunks of at most BATCH: (key, [i, ...])."""
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        for start in range(0, len(idx), BATCH):
+            yield key, idx[start : start + BATCH]
 
 
 @lru_cache(maxsize=8)
@@ -190,9 +190,9 @@ def codec_for(data: bytes, model=None) -> Codec:
     if model is not None:
         return model if isinstance(model, Codec) else load(model)
     header, _ = bitstream.unpack(data)
-    for name, path in shipped_checkpoints().items():
-        if read_card(path).model_id == header.model_id:
-            return load(path)
+    path = find_shipped(header.model_id)
+    if path is not None:
+        return load(path)
     raise ModelMismatchError(
         f"file was written by model {header.model_id:04x}, which is not a shipped model; pass the checkpoint it was made with"
     )
