@@ -68,7 +68,7 @@ def _means(per_image, frames) -> dict:
         "mean_bytes": float(np.mean([r["bytes"] for r in fits])),
         "mean_bpp": float(np.mean([8 * r["bytes"] / p for r, p in zip(fits, pixels)])),
         "mean_psnr": float(np.mean([r["psnr"] for r in fits])),
-        "mean_ms_ssim": float(np.nanmean([r["ms_ssim"] for r in fits])) if len(fits) else None,
+        "mean_ms_ssim": float(np.nanmean([r["ms_ssim"] for r in fits])),
     }
 
 

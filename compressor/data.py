@@ -68,8 +68,7 @@ def random_crops(path: Path, size: tuple[int, int], count: int, seed: int, max_z
     if path.suffix.lower() in VIDEO_SUFFIXES:
         sources = [f.convert("RGB") for f in video_frames(path, count)]
     else:
-        with Image.open(path) as im:
-            sources = [ImageOps.exif_transpose(im).convert("RGB")]
+        sources = [first_frame(path)]
     crops = np.empty((count, h, w, 3), np.uint8)
     for i in range(count):
         im = sources[i % len(sources)]

@@ -233,12 +233,12 @@ class Trainer:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
-        if weights_only:
+        self.step = int(meta["step"])
+        self.elapsed = float(meta["elapsed"])
+        if weights_only:  # weights and progress, no optimizer state (export needs no optimizers)
             return
         self.opt.load_state_dict(_unflatten_optimizer("opt", tensors, json.loads(meta["opt"])))
         self.entropy_opt.load_state_dict(_unflatten_optimizer("entropy_opt", tensors, json.loads(meta["entropy_opt"])))
-        self.step = int(meta["step"])
-        self.elapsed = float(meta["elapsed"])
 
     def warm_start(self, path: str) -> None:
         """Seed encoder and decoder from a release checkpoint; the entropy model relearns in a few steps."""
@@ -438,15 +438,12 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
     with safe_open(str(state), "pt") as f:
         meta = f.metadata()
     cfg = TrainConfig.from_dict(json.loads(meta["config"]))
-    trainer = Trainer.__new__(Trainer)  # no optimizers or data needed to export
+    # No optimizers, data or process group are needed to export, and Trainer.__init__ would also tidy
+    # the run folder under a run that may still be writing to it.
+    trainer = Trainer.__new__(Trainer)
     trainer.cfg = cfg
     trainer.model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(state))
-    trainer.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    trainer.step = int(meta["step"])
-    trainer.elapsed = float(meta["elapsed"])
+    trainer.load_state(state, weights_only=True)
     trainer.model.bottleneck.freeze()
     card = {
         "parameters": count_parameters(trainer.model.encoder) + count_parameters(trainer.model.decoder),
