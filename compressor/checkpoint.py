@@ -110,8 +110,6 @@ def save_release(path: str | os.PathLike, model, config, *, name: str, card: dic
     `weight_dtype` (e.g. torch.float16) stores floating-point weights at lower precision to keep the
     file small; the model is rebuilt in float32 on load, so results must be measured after a reload.
     """
-    from safetensors.torch import save_file
-
     tensors = {}
     for k, v in model.state_dict().items():
         if k.startswith("bottleneck.entropy_model."):
@@ -127,11 +125,27 @@ def save_release(path: str | os.PathLike, model, config, *, name: str, card: dic
         "model_id": f"{model_id:04x}",
         "card": json.dumps({"name": name, **card}),
     }
-    path = Path(path)
+    _save_atomic(Path(path), tensors, metadata)
+    return model_id
+
+
+def update_card(path: str | os.PathLike, card: dict) -> None:
+    """Rewrite a release checkpoint's model card; the tensors, and so the model id, stay as they are."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metadata["card"] = json.dumps(card)
+    _save_atomic(Path(path), tensors, metadata)
+
+
+def _save_atomic(path: Path, tensors: dict, metadata: dict) -> None:
+    from safetensors.torch import save_file
+
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
-    return model_id
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

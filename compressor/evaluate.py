@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -67,22 +66,12 @@ def evaluate_paths(paths, model="vit", *, verbose: bool = False) -> dict:
 
 def record_results(model: str, set_name: str, result: dict) -> None:
     """Store a summary under card["results"][set_name] of a release checkpoint (weights untouched)."""
-    from safetensors.torch import load_file, save_file
-
-    from compressor.checkpoint import read_card, resolve
+    from compressor.checkpoint import read_card, resolve, update_card
 
     path = resolve(model)
-    info = read_card(path)
-    tensors = load_file(str(path))
-    with open(path, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        metadata = json.loads(f.read(header_len))["__metadata__"]
-    card = dict(info.card)
+    card = dict(read_card(path).card)
     card.setdefault("results", {})[set_name] = {k: v for k, v in result.items() if k != "per_image"}
-    metadata["card"] = json.dumps(card)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    update_card(path, card)
 
 
 def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
