@@ -40,12 +40,15 @@ def load(name_or_path="vit"):
     return _load(name_or_path)
 
 
-def encode(image, model=None) -> bytes:
-    """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes."""
+def encode(image, model=None, *, refine: int = 0) -> bytes:
+    """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes.
+
+    `refine=N` spends N decoder gradient steps searching for a better code (slower, never worse).
+    """
     from compressor.codec import DEFAULT_MODEL, Codec
 
     codec = model if isinstance(model, Codec) else load(model or DEFAULT_MODEL)
-    return codec.encode(image)
+    return codec.encode(image, refine=refine)
 
 
 def decode(data: bytes, model=None):

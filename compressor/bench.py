@@ -53,7 +53,8 @@ def _model_record(codec, set_name, files, frames, speed, flops) -> dict:
         **_means(per_image, frames),
         "encode_fps": speed["encode_fps"], "decode_fps": speed["decode_fps"],
         "speed_setting": f"batch {speed['batch']}, {speed['threads']} threads, {speed['device']}, 128x256",
-        "params": codec.parameters, "gflops": flops,
+        "params": codec.parameters, "gflops": flops, "architecture": codec.architecture,
+        "training": {k: codec.training.get(k) for k in ("steps", "batch_size", "wall_time_s", "hardware")},
         "per_image": per_image, "_decoded": decoded,
     }
 
@@ -190,6 +191,7 @@ def _write(out: Path, records, scaling_result, models, image_dirs) -> None:
     (out / "results.json").write_text(json.dumps({"meta": meta, "records": clean, "scaling": scaling_result},
                                                  indent=1, default=float))
     lines = [f"Produced by `{meta['command']}` on {meta['machine']}.", ""]
+    lines += _summary_table(clean, scaling_result)
     for set_name in dict.fromkeys(r["images"] for r in clean):
         lines += [f"### {set_name}", "",
                   "| codec | mean bytes | bpp | PSNR (dB) | MS-SSIM | encode fps | decode fps | params | GFLOPs | fit |",
@@ -214,6 +216,64 @@ def _write(out: Path, records, scaling_result, models, image_dirs) -> None:
             lines.append(f"| {m} | fitted exponent (time ~ pixels^k) | {e['encode']:.2f} | {e['decode']:.2f} | |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines))
+
+
+def _summary_table(records, scaling_result) -> list[str]:
+    """One row per model: size, cost, quality on every set, speed, scaling and training; best in bold.
+
+    Two reference rows give, per set, the best classic codec as a real file and as a bare bitstream
+    at the same per-image budget, so "does it beat the classic codecs" reads off one table.
+    """
+    sets = list(dict.fromkeys(r["images"] for r in records))
+    models = list(dict.fromkeys(r["name"] for r in records if r["kind"] == "model"))
+    by = {(r["name"], r["images"]): r for r in records}
+    exps = (scaling_result or {}).get("exponents", {})
+
+    def best(values, highest=True):
+        known = [v for v in values if v is not None]
+        return (max if highest else min)(known) if known else None
+
+    def cell(v, spec, top):
+        if v is None:
+            return "—"
+        text = format(v, spec)
+        return f"**{text}**" if len(models) > 1 and v == top else text
+
+    first = {m: next(r for r in records if r["name"] == m) for m in models}
+    top_psnr = {s: best([by[m, s]["mean_psnr"] for m in models if (m, s) in by]) for s in sets}
+    top_enc = best([first[m]["encode_fps"] for m in models])
+    top_dec = best([first[m]["decode_fps"] for m in models])
+    top_exp = {k: best([exps.get(m, {}).get(k) for m in models], highest=False) for k in ("encode", "decode")}
+    head = ["model", "encoder / decoder", "params", "GFLOPs/frame"]
+    head += [f"{s}: bytes, PSNR" for s in sets]
+    head += ["encode fps", "decode fps", "time ~ pixels^k (enc / dec)", "training"]
+    lines = ["### Architectures", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        r = first[m]
+        arch = r.get("architecture") or {}
+        row = [m, f"{arch.get('encoder', '?')} / {arch.get('decoder', '?')}", f"{r['params'] / 1e6:.2f}M",
+               f"{r['gflops']:.2f}"]
+        for s in sets:
+            q = by.get((m, s))
+            row.append("—" if q is None else f"{q['mean_bytes']:.1f} B, {cell(q['mean_psnr'], '.2f', top_psnr[s])} dB")
+        row += [cell(r["encode_fps"], ".0f", top_enc), cell(r["decode_fps"], ".0f", top_dec)]
+        e = exps.get(m)
+        row.append(f"{cell(e['encode'], '.2f', top_exp['encode'])} / {cell(e['decode'], '.2f', top_exp['decode'])}"
+                   if e else "—")
+        t = r.get("training") or {}
+        row.append(f"{t['steps']} steps x {t['batch_size']}, {t['wall_time_s'] / 3600:.1f} h ({t['hardware']})"
+                   if t.get("steps") and t.get("wall_time_s") else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    for mode in ("file", "bare"):
+        row = [f"best classic ({mode})", "", "", ""]
+        for s in sets:
+            cands = [r for r in records if r["kind"] == "classic" and r["images"] == s and r["name"].endswith(f"({mode})")
+                     and r["mean_psnr"] is not None and r["fitted"] == r["count"]]
+            top = max(cands, key=lambda r: r["mean_psnr"], default=None)
+            row.append("—" if top is None else
+                       f"{top['name'].split(' (')[0]}: {top['mean_bytes']:.1f} B, {top['mean_psnr']:.2f} dB")
+        lines.append("| " + " | ".join(row + ["", "", "", ""]) + " |")
+    return lines + ["", "Bold: best among the models. Classic rows: the best codec that fits every image's budget.", ""]
 
 
 def _plot_rd(out: Path, records) -> None:

@@ -73,7 +73,7 @@ def _compress(args) -> None:
     src, dst = Path(args.input), Path(args.output)
     _check_paths(src, dst)
     codec = compressor.load(args.model)
-    data = codec.encode(src)
+    data = codec.encode(src, refine=args.refine)
     write_atomic(dst, data)
     if not args.quiet:
         from compressor import bitstream
@@ -106,11 +106,20 @@ def _decompress(args) -> None:
         print(f"{src} -> {dst}: {image.height}x{image.width}")
 
 
+def _steps(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
 def compress_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file.")
     p.add_argument("input", help="image file (PNG, JPEG, WebP, ...)")
     p.add_argument("output", help=".bin file to write")
     p.add_argument("--model", default="vit", help="shipped model name or .safetensors path (default: vit)")
+    p.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
+                   help="search STEPS decoder gradient steps for a better code (slower; 30 gains ~0.6 dB)")
     p.add_argument("-q", "--quiet", action="store_true")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -174,7 +183,7 @@ def _models(args) -> None:
 def _eval(args) -> None:
     from compressor.evaluate import evaluate_paths, record_results
 
-    result = evaluate_paths(args.paths, model=args.model, verbose=not args.json)
+    result = evaluate_paths(args.paths, model=args.model, refine=args.refine, verbose=not args.json)
     if args.json:
         print(json.dumps(result))
     if args.record:
@@ -273,6 +282,7 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--model", default="vit")
     s.add_argument("--json", action="store_true")
     s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
+    s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="encode with refinement (see compress)")
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")

@@ -79,15 +79,29 @@ class Codec:
         return f"Codec(name={self.name!r}, model_id={self.model_id:04x}, parameters={self.parameters})"
 
     # --- encode -----------------------------------------------------------------------------
-    def encode(self, image) -> bytes:
-        return self.encode_batch([image])[0]
+    def encode(self, image, *, refine: int = 0) -> bytes:
+        return self.encode_batch([image], refine=refine)[0]
 
-    def encode_batch(self, images) -> list[bytes]:
-        """Encode many images; images of the same size share model passes of up to 32 frames."""
+    def encode_batch(self, images, *, refine: int = 0) -> list[bytes]:
+        """Encode many images; images of the same size share model passes of up to 32 frames.
+
+        `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
+        reconstructs better (`compressor.refine`): slower encoding, same format, never worse.
+        Refined bytes are exact on one machine but may differ across CPUs (bf16 rounding).
+        """
+        if refine < 0:
+            raise ValueError(f"refine must be 0 or more steps, not {refine}")
         arrays = [to_rgb_array(im) for im in images]
         for a in arrays:
             self._check_pixels(a.shape[0], a.shape[1])
-        symbols = self._run_batched(arrays, lambda x: self.model.encode_symbols(x).numpy())
+        if refine:
+            from compressor.refine import refine_symbols
+
+            bf16 = self.decode_precision == "bf16"
+            fn = lambda x: refine_symbols(self.model, x, steps=refine, bf16=bf16).numpy()  # noqa: E731
+        else:
+            fn = lambda x: self.model.encode_symbols(x).numpy()  # noqa: E731
+        symbols = self._run_batched(arrays, fn)
         return [self._pack(s, a.shape[:2]) for s, a in zip(symbols, arrays)]
 
     def encode_symbols(self, image) -> np.ndarray:

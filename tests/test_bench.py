@@ -36,7 +36,9 @@ def test_bench_writes_every_output(tiny_path, two_images, tmp_path):
     for r in data["records"][1:]:
         for p, budget in zip(r["per_image"], budgets):
             assert p["bytes"] is None or p["bytes"] <= budget
-    assert "| tiny |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "### Architectures" in md and "| tiny | vit / vit |" in md and "| best classic (file) |" in md
+    assert model["architecture"] == {"encoder": "vit", "decoder": "vit"} and model["training"]["steps"] == 0  # the tiny card says so
 
 
 @pytest.mark.parametrize("codec", available_codecs(), ids=lambda c: c.name)

@@ -1,42 +1,71 @@
-"""The shipped default on the 224-byte evaluation sets: size cap and a PSNR floor under its measured value."""
+"""Every shipped checkpoint on the 224-byte evaluation sets: size cap, a PSNR floor and its model card."""
 import numpy as np
 import pytest
 from PIL import Image
 
 import compressor
+from compressor.checkpoint import shipped_checkpoints
 from compressor.evaluate import evaluate_paths
 from tests.conftest import eval_dir
 
-# Floors sit 0.1 dB under the values measured by `compressor eval DIR --model vit` (see README);
-# a regression of the codec, the bitstream or the weights fails here.
-FLOORS = {"kodak-frames-128x256": 21.6, "driving-frames-128x256": 21.5}
+# Floors sit 0.1 dB under the values measured by `compressor eval DIR --model NAME` (see README);
+# a regression of the codec, the bitstream or the weights fails here. A checkpoint shipped without
+# floors fails `test_every_shipped_model_has_floors`.
+FLOORS = {
+    "vit": {"kodak-frames-128x256": 21.6, "driving-frames-128x256": 21.5},
+}
+SHIPPED = sorted(shipped_checkpoints())
+CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
 
 
-@pytest.fixture(scope="module")
-def vit():
-    return compressor.load("vit")
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped(request):
+    return compressor.load(request.param)
 
 
-@pytest.mark.parametrize("set_name", sorted(FLOORS))
-def test_default_model_bytes_and_psnr(vit, set_name):
-    result = evaluate_paths([eval_dir(set_name)], model=vit)
+def test_every_shipped_model_has_floors():
+    assert "vit" in SHIPPED
+    assert set(SHIPPED) == set(FLOORS)
+
+
+@pytest.mark.parametrize("name,set_name", CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_bytes_and_psnr(name, set_name):
+    codec = compressor.load(name)
+    result = evaluate_paths([eval_dir(set_name)], model=codec)
     assert result["max_bytes"] <= 232
-    assert result["mean_psnr"] > FLOORS[set_name]
-    recorded = vit.results.get(set_name)
+    assert result["mean_psnr"] > FLOORS[name][set_name]
+    recorded = codec.results.get(set_name)
     assert recorded is not None, "the model card should carry its measured results"
     assert abs(recorded["mean_psnr"] - result["mean_psnr"]) < 0.05
 
 
-def test_default_round_trip_through_module_api():
-    frame = np.asarray(Image.open(eval_dir("kodak-frames-128x256") / "kodim23.png"))
-    data = compressor.encode(frame)
+def test_round_trip_within_recorded_psnr(shipped):
+    """One frame through the public bytes API decodes at about the PSNR the card records for it."""
+    from compressor.metrics import psnr
+
+    frame = np.asarray(Image.open(eval_dir("kodak-frames-128x256") / "kodim23.png").convert("RGB"))
+    data = compressor.encode(frame, model=shipped)
     assert len(data) <= 232
-    out = np.asarray(compressor.decode(data))
-    assert out.shape == frame.shape
+    out = compressor.decode(data)  # finds the shipped model by the id in the header
+    assert out.size == (256, 128)
+    recorded = {p["file"]: p["psnr"] for p in shipped.results["kodak-frames-128x256"]["per_image"]}
+    assert abs(psnr(frame, np.asarray(out)) - recorded["kodim23.png"]) < 0.05
 
 
-def test_card_says_how_it_was_trained(vit):
-    t = vit.training
+def test_card_says_how_it_was_trained(shipped):
+    t = shipped.training
     for key in ("data", "steps", "batch_size", "wall_time_s", "hardware", "recipe"):
         assert key in t
-    assert vit.architecture == {"encoder": "vit", "decoder": "vit"}
+    assert shipped.architecture["encoder"] == shipped.name
+
+
+def test_shipped_models_share_one_recipe():
+    """Fair comparison: everything but the architecture is the same in every shipped card."""
+    recipes = {}
+    for name in SHIPPED:
+        recipe = dict(compressor.load(name).training["recipe"])
+        recipe.pop("checkpoint_minutes", None)  # how often state is saved does not change training
+        recipes[name] = recipe
+    first = recipes["vit"]
+    for name, recipe in recipes.items():
+        assert recipe == first, name

@@ -1,0 +1,57 @@
+"""Encoder-side refinement: never worse than the encoder's code, same format, opt-in."""
+import numpy as np
+import pytest
+import torch
+
+import compressor
+from compressor.cli import compress_main
+from compressor.metrics import psnr
+from compressor.refine import refine_symbols
+
+
+def _decoded_error(model, symbols, x):
+    with torch.inference_mode():
+        out = model.decode_symbols(symbols, tuple(x.shape[-2:]))
+    return (out - x).pow(2).mean(dim=(1, 2, 3))
+
+
+def test_refined_code_is_never_worse_and_differs(tiny, frame):
+    rng = np.random.default_rng(0)
+    frames = np.stack([frame, rng.integers(0, 256, frame.shape, dtype=np.uint8)])
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (2, 3, 128, 256)
+    model = tiny.model
+    plain = model.encode_symbols(x)
+    refined = refine_symbols(model, x, steps=10)
+    assert refined.dtype == torch.uint8 and refined.shape == plain.shape == (2, 14, 8, 16)
+    before, after = _decoded_error(model, plain, x), _decoded_error(model, refined, x)
+    assert torch.all(after <= before)
+    assert after.sum() < before.sum() and (refined != plain).any()
+
+
+def test_zero_steps_is_the_encoder_code(tiny, frame):
+    x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(refine_symbols(tiny.model, x, steps=0), tiny.model.encode_symbols(x))
+    assert tiny.encode(frame, refine=0) == tiny.encode(frame)
+
+
+def test_refined_files_decode_with_the_same_model(tiny, frame):
+    odd = frame[:100, :200]  # not a multiple of 16: padding and cropping in the loop too
+    for image in (frame, odd):
+        data = tiny.encode(image, refine=5)
+        out = np.asarray(tiny.decode(data))
+        assert out.shape == image.shape
+        assert psnr(image, out) >= psnr(image, np.asarray(tiny.decode(tiny.encode(image)))) - 0.05
+    datas = tiny.encode_batch([frame, odd, frame], refine=3)
+    assert [compressor.decode(d, model=tiny).size for d in datas] == [(256, 128), (200, 100), (256, 128)]
+
+
+def test_negative_steps_are_refused(tiny, frame, tmp_path):
+    with pytest.raises(ValueError):
+        tiny.encode(frame, refine=-1)
+    src = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(frame).save(src)
+    with pytest.raises(SystemExit) as e:
+        compress_main([str(src), str(tmp_path / "a.bin"), "--refine", "-2"])
+    assert e.value.code == 2 and not (tmp_path / "a.bin").exists()
