@@ -195,9 +195,10 @@ def _speed(args) -> None:
     from compressor.evaluate import measure_speed
 
     r = measure_speed(args.model, batch=args.batch, frames=args.frames, threads=args.threads,
-                      size=(args.height, args.width), repeats=args.repeats)
+                      size=(args.height, args.width), repeats=args.repeats, refine=args.refine)
     print(json.dumps(r) if args.json else
-          f"{r['model']}: {r['size']} batch {r['batch']}, {r['threads']} threads, {r['device']}: "
+          f"{r['model']}: {r['size']} batch {r['batch']}, {r['threads']} threads, {r['device']}"
+          f"{f', refine {args.refine}' if args.refine else ''}: "
           f"encode {r['encode_fps']:.1f} frames/s, decode {r['decode_fps']:.1f} frames/s (median of {r['repeats']})")
 
 
@@ -293,6 +294,7 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--height", type=int, default=128)
     s.add_argument("--width", type=int, default=256)
     s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="time encoding with refinement")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_speed)
 

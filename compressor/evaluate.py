@@ -94,7 +94,7 @@ def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[n
 
 
 def measure_speed(model="vit", *, batch: int = 32, frames: int = 256, threads: int | None = None,
-                  size: tuple[int, int] = (128, 256), repeats: int = 5) -> dict:
+                  size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0) -> dict:
     """Frames/s of encode_batch and decode_batch_arrays, `batch` frames per call; median of `repeats`."""
     import torch
 
@@ -104,11 +104,11 @@ def measure_speed(model="vit", *, batch: int = 32, frames: int = 256, threads: i
     codec = compressor.load(model)
     images = synthetic_frames(frames, size)
     chunks = [images[i : i + batch] for i in range(0, frames, batch)]
-    codec.decode_batch_arrays(codec.encode_batch(chunks[0]))  # warm-up
+    codec.decode_batch_arrays(codec.encode_batch(chunks[0], refine=refine))  # warm-up
     enc, dec = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        datas = [codec.encode_batch(c) for c in chunks]
+        datas = [codec.encode_batch(c, refine=refine) for c in chunks]
         enc.append(frames / (time.perf_counter() - t))
         t = time.perf_counter()
         for d in datas:
@@ -122,6 +122,7 @@ def measure_speed(model="vit", *, batch: int = 32, frames: int = 256, threads: i
         "threads": torch.get_num_threads(),
         "device": f"cpu ({platform.processor() or platform.machine()})",
         "repeats": repeats,
+        "refine": refine,
         "encode_fps": statistics.median(enc),
         "decode_fps": statistics.median(dec),
     }
