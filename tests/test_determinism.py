@@ -3,7 +3,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from compressor.checkpoint import shipped_checkpoints
 from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from tests.conftest import eval_dir
@@ -27,18 +29,20 @@ def test_batch_sizes_and_repeats_give_identical_bytes(tiny):
     assert batched == tiny.encode_batch(frames)
 
 
-def test_shipped_model_is_identical_across_batch_sizes():
+@pytest.mark.parametrize("name", sorted(shipped_checkpoints()))
+def test_shipped_model_is_identical_across_batch_sizes(name):
     import compressor
 
     frames = [to_rgb_array(f) for f in expand_paths([eval_dir("kodak-frames-128x256")])]
-    codec = compressor.load("vit")
+    codec = compressor.load(name)
     assert codec.encode_batch(frames) == [codec.encode(f) for f in frames]
 
 
-def test_one_and_two_threads_give_identical_bytes():
+@pytest.mark.parametrize("name", sorted(shipped_checkpoints()))
+def test_one_and_two_threads_give_identical_bytes(name):
     folder = str(eval_dir("kodak-frames-128x256"))
     digests = {
-        threads: subprocess.run([sys.executable, "-c", SCRIPT, str(threads), "vit", folder],
+        threads: subprocess.run([sys.executable, "-c", SCRIPT, str(threads), name, folder],
                                 capture_output=True, text=True, check=True).stdout.strip()
         for threads in (1, 2)
     }
