@@ -97,11 +97,14 @@ class Codec:
         if refine:
             from compressor.refine import refine_symbols
 
-            bf16 = self.decode_precision == "bf16"
-            fn = lambda x: refine_symbols(self.model, x, steps=refine, bf16=bf16).numpy()  # noqa: E731
+            bf16 = self.decode_precision == "bf16"  # search with the decoder as decode will run it
+
+            def symbols_of(x):
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16).numpy()
         else:
-            fn = lambda x: self.model.encode_symbols(x).numpy()  # noqa: E731
-        symbols = self._run_batched(arrays, fn)
+            def symbols_of(x):
+                return self.model.encode_symbols(x).numpy()
+        symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2]) for s, a in zip(symbols, arrays)]
 
     def encode_symbols(self, image) -> np.ndarray:
