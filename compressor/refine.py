@@ -7,9 +7,9 @@ identity), and keeps, frame by frame, the best hard code it has seen. The starti
 refined frame is never worse than the plain encoder's (as the decoder is run at decode time, in the
 same precision). The file format and the decoder do not change: every decoder reads refined files.
 
-Each step costs one decoder forward and backward pass, so 30 steps make encoding some 100 times
-slower (`compressor speed --refine 30` measures it); it is opt-in: `encode(..., refine=30)`,
-`compress --refine 30`.
+Each step costs one decoder forward and backward pass: with 30 steps `compressor speed --refine 30`
+measured 2.1 frames/s for vit and 2.7 for convnext (batch 32, 128x256, 2 threads), against 184 and
+75 plain. So it is opt-in: `encode(..., refine=30)`, `compress --refine 30`.
 """
 from __future__ import annotations
 
