@@ -183,6 +183,11 @@ def run_bench(image_dirs, models, out_dir, *, classic: bool = True, scaling: boo
     return records
 
 
+def _fmt(v, spec: str) -> str:
+    """A table cell: the value formatted, or a dash where there is none."""
+    return "—" if v is None else format(v, spec)
+
+
 def _write(out: Path, records, scaling_result, models, image_dirs) -> None:
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
     meta = {"command": "compressor bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
@@ -197,13 +202,11 @@ def _write(out: Path, records, scaling_result, models, image_dirs) -> None:
                   "| codec | mean bytes | bpp | PSNR (dB) | MS-SSIM | encode fps | decode fps | params | GFLOPs | fit |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in clean if r["images"] == set_name):
-            def f(v, spec):
-                return "—" if v is None else format(v, spec)
             params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
-            gflops = f(r.get("gflops"), ".2f") if r.get("gflops") else ""
-            lines.append(f"| {r['name']} | {f(r['mean_bytes'], '.1f')} | {f(r['mean_bpp'], '.4f')} | "
-                         f"{f(r['mean_psnr'], '.2f')} | {f(r['mean_ms_ssim'], '.4f')} | {f(r['encode_fps'], '.0f')} | "
-                         f"{f(r['decode_fps'], '.0f')} | {params} | {gflops} | {r['fitted']}/{r['count']} |")
+            gflops = _fmt(r.get("gflops"), ".2f") if r.get("gflops") else ""
+            lines.append(f"| {r['name']} | {_fmt(r['mean_bytes'], '.1f')} | {_fmt(r['mean_bpp'], '.4f')} | "
+                         f"{_fmt(r['mean_psnr'], '.2f')} | {_fmt(r['mean_ms_ssim'], '.4f')} | {_fmt(r['encode_fps'], '.0f')} | "
+                         f"{_fmt(r['decode_fps'], '.0f')} | {params} | {gflops} | {r['fitted']}/{r['count']} |")
         lines.append("")
     if scaling_result:
         lines += ["### Resolution scaling (batch 1)", "", "| model | size | encode s | decode s | peak MB |",
@@ -234,10 +237,7 @@ def _summary_table(records, scaling_result) -> list[str]:
         return (max if highest else min)(known) if known else None
 
     def cell(v, spec, top):
-        if v is None:
-            return "—"
-        text = format(v, spec)
-        return f"**{text}**" if len(models) > 1 and v == top else text
+        return f"**{_fmt(v, spec)}**" if v is not None and len(models) > 1 and v == top else _fmt(v, spec)
 
     first = {m: next(r for r in records if r["name"] == m) for m in models}
     top_psnr = {s: best([by[m, s]["mean_psnr"] for m in models if (m, s) in by]) for s in sets}

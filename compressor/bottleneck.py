@@ -20,14 +20,18 @@ CDF_PRECISION = 16
 CDF_TOTAL = 1 << CDF_PRECISION
 
 
+def hard_sign(y: torch.Tensor) -> torch.Tensor:
+    """y -> {-1, +1} in y's dtype, no gradient. sign(0) would be 0, a third level: 0 maps to +1."""
+    return torch.where(y >= 0, 1.0, -1.0).to(y.dtype)
+
+
 class BinarySign(torch.autograd.Function):
     """sign(y) forward; the gradient of tanh(y) backward (a straight-through surrogate)."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(y)
-        # sign(0) would be 0, a third level: map it to +1 so the output is always binary.
-        return torch.where(y >= 0, 1.0, -1.0).to(y.dtype)
+        return hard_sign(y)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
