@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from compressor.errors import CompressorError
+from compressor.registry import ARCHITECTURES
 
 
 class UserError(CompressorError):
@@ -299,7 +300,7 @@ def compressor_main(argv=None) -> int:
     s.set_defaults(fn=_speed)
 
     s = sub.add_parser("train", help="train a codec (rate-distortion, resumable)")
-    s.add_argument("--encoder", help="architecture name from the registry (vit, hybrid, convnext)")
+    s.add_argument("--encoder", help=f"architecture name from the registry ({', '.join(ARCHITECTURES)})")
     s.add_argument("--decoder", help="decoder architecture (default: same as the encoder)")
     s.add_argument("--data", action="append", help="folder of training images (repeatable)")
     s.add_argument("--steps", type=int, help="train up to this step")

@@ -71,6 +71,31 @@ class TrainConfig:
         return cls(**d)
 
 
+# TrainConfig fields that say where a run ran and how it reported, not what it learned: left out of
+# the recipe that the model card records and that fair comparisons hold equal.
+WHERE_NOT_WHAT = ("model", "cache_dir", "log_every", "checkpoint_minutes", "device", "threads")
+
+
+def merge_segments(segments: list[dict]) -> list[dict]:
+    """Consecutive stretches on the same hardware as one (every resume starts a stretch); empty ones dropped."""
+    merged: list[dict] = []
+    for seg in [s for s in segments if s["last_step"] > s["first_step"]] or segments[-1:]:
+        if merged and merged[-1]["hardware"] == seg["hardware"]:
+            merged[-1] = {**merged[-1], "last_step": seg["last_step"],
+                          "seconds": round(merged[-1]["seconds"] + seg["seconds"], 1)}
+        else:
+            merged.append(dict(seg))
+    return merged
+
+
+def hardware_summary(segments: list[dict]) -> str:
+    """One machine's name, or each machine with its steps when a run moved between them."""
+    merged = merge_segments(segments)
+    if len(merged) == 1:
+        return merged[0]["hardware"]
+    return "; ".join(f"steps {m['first_step']}-{m['last_step']} on {m['hardware']}" for m in merged)
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Warmup-stable-decay: linear warmup, flat, then linear decay to 0 over the last `decay_fraction`."""
     if step < cfg.warmup_steps:
@@ -161,6 +186,9 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
+        # Where each stretch of steps ran: a run may move between machines (a lent GPU, then CPUs),
+        # and the model card must say so rather than name only the last one.
+        self.segments: list[dict] = []
 
     # --- data -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -216,6 +244,7 @@ class Trainer:
         meta = {
             "step": str(self.step),
             "elapsed": str(self.elapsed),
+            "segments": json.dumps(self.segments),
             "config": json.dumps(self.cfg.to_dict()),
             "opt": json.dumps(m1),
             "entropy_opt": json.dumps(m2),
@@ -235,6 +264,8 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
+        self.segments = json.loads(meta["segments"]) if "segments" in meta else [  # states saved before segments
+            {"hardware": self.hardware(), "first_step": 0, "last_step": self.step, "seconds": round(self.elapsed, 1)}]
         if weights_only:  # weights and progress, no optimizer state (export needs no optimizers)
             return
         self.opt.load_state_dict(_unflatten_optimizer("opt", tensors, json.loads(meta["opt"])))
@@ -301,6 +332,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.is_main else True, dynamic_ncols=True,
                    unit="step")
         last_save = time.time()
+        self.segments.append({"hardware": self.hardware(), "first_step": self.step, "last_step": self.step, "seconds": 0.0})
+        segment_start = self.elapsed
         window: list[dict] = []
         t_last = time.time()
         while self.step < cfg.steps:
@@ -315,6 +348,7 @@ class Trainer:
             now = time.time()
             self.elapsed += now - t_last
             t_last = now
+            self.segments[-1].update(last_step=self.step, seconds=round(self.elapsed - segment_start, 1))
             bar.update(1)
             if self.step % cfg.log_every == 0:
                 mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
@@ -386,6 +420,15 @@ class Trainer:
         fig.savefig(self.run_dir / "reconstructions.png", dpi=100)
         plt.close(fig)
 
+    def hardware(self) -> str:
+        """This process's machine, as the model card names it."""
+        precision = "bf16 autocast" if self.cfg.bf16 else "fp32"
+        device = getattr(self, "device", None)  # absent when export builds a bare Trainer
+        if device is not None and device.type == "cuda":
+            world = getattr(self, "world", 1)
+            return f"{f'{world} x ' if world > 1 else ''}{torch.cuda.get_device_name(device)}, {precision}"
+        return f"{platform.processor() or platform.machine()}, {self.cfg.threads} CPU thread(s), {precision}"
+
     def facts(self) -> dict:
         """Training facts for the model card."""
         return {
@@ -396,9 +439,10 @@ class Trainer:
             "batch_size": self.cfg.batch_size,
             "frames_seen": self.step * self.cfg.batch_size,
             "wall_time_s": round(self.elapsed),
-            "hardware": f"{platform.processor() or platform.machine()}, {self.cfg.threads} CPU thread(s), "
-                        f"{'bf16 autocast' if self.cfg.bf16 else 'fp32'}",
-            "recipe": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "cache_dir", "log_every")},
+            "hardware": hardware_summary(self.segments) if self.segments else self.hardware(),
+            "segments": merge_segments(self.segments),
+            # Where and how often a run saves or logs is not part of what it learns.
+            "recipe": {k: v for k, v in self.cfg.to_dict().items() if k not in WHERE_NOT_WHAT},
         }
 
 
