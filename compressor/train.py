@@ -6,8 +6,8 @@ hold disjoint parameters. The learning rate warms up, stays flat, and decays lin
 `decay_fraction` of the steps (warmup-stable-decay), so a run can be extended by resuming with more
 steps and still ends annealed.
 
-Run state (weights, both optimizers, step, elapsed time) is one safetensors file, written
-atomically every few minutes; nothing is pickled.
+Run state (weights, both optimizers, step, training time, and the hardware of each stretch of steps)
+is one safetensors file, written atomically every few minutes; nothing is pickled.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,27 @@ def hardware_summary(segments: list[dict]) -> str:
     if len(merged) == 1:
         return merged[0]["hardware"]
     return "; ".join(f"steps {m['first_step']}-{m['last_step']} on {m['hardware']}" for m in merged)
+
+
+@contextmanager
+def _watch_for_stops():
+    """Yields a list that gains an entry each time the process is continued after a stop (SIGCONT).
+
+    A stopped process cannot see the stop itself, only the continue; the step it lands in is counted
+    as long as the step before, so a run paused for an hour does not report an hour of training.
+    """
+    import signal
+    import threading
+
+    continued: list[float] = []
+    if not hasattr(signal, "SIGCONT") or threading.current_thread() is not threading.main_thread():
+        yield continued  # no signals here: stops are counted as training time
+        return
+    previous = signal.signal(signal.SIGCONT, lambda *_: continued.append(time.time()))
+    try:
+        yield continued
+    finally:
+        signal.signal(signal.SIGCONT, previous)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -336,42 +358,49 @@ class Trainer:
         segment_start = self.elapsed
         window: list[dict] = []
         t_last = time.time()
-        while self.step < cfg.steps:
-            # Every process draws the same global batch and trains on its slice, so N processes with
-            # batch B match one process with batch B.
-            t_data = time.perf_counter()
-            x = self.sampler.next_batch(self.rank, self.world).to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            t_data = time.perf_counter() - t_data
-            window.append({**self.train_step(x), "data_seconds": t_data})
-            now = time.time()
-            self.elapsed += now - t_last
-            t_last = now
-            self.segments[-1].update(last_step=self.step, seconds=round(self.elapsed - segment_start, 1))
-            bar.update(1)
-            if self.step % cfg.log_every == 0:
-                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                bar.set_postfix(loss=f"{mean['loss']:.5f}", bpp=f"{mean['bpp']:.4f}", psnr=f"{mean['psnr']:.2f}")
-                rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1),
-                       "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, sum(w["seconds"] for w in window)), 1),
-                       "loader_share": round(sum(w["data_seconds"] for w in window)
-                                             / max(1e-9, sum(w["seconds"] + w["data_seconds"] for w in window)), 4),
-                       **{k: v for k, v in mean.items() if k not in ("seconds", "data_seconds")}}
-                if self.is_main and self.step % cfg.val_every == 0:
-                    rec.update(self.validate())
-                    self.plot()
-                    t_last = time.time()
-                if self.is_main:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    if bar.disable:
-                        print(json.dumps(rec), flush=True)
-                window = []
-            if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
-                self.save_state()
-                last_save = time.time()
-                t_last = last_save
+        last_step_seconds = 0.0
+        with _watch_for_stops() as stopped:
+            while self.step < cfg.steps:
+                # Every process draws the same global batch and trains on its slice, so N processes with
+                # batch B match one process with batch B.
+                t_data = time.perf_counter()
+                x = self.sampler.next_batch(self.rank, self.world).to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                t_data = time.perf_counter() - t_data
+                window.append({**self.train_step(x), "data_seconds": t_data})
+                now = time.time()
+                step_seconds = now - t_last
+                if stopped:  # stopped (Ctrl-Z, SIGSTOP) during this step: the pause is not training time
+                    step_seconds = min(step_seconds, last_step_seconds)
+                    stopped.clear()
+                self.elapsed += step_seconds
+                last_step_seconds = step_seconds
+                t_last = now
+                self.segments[-1].update(last_step=self.step, seconds=round(self.elapsed - segment_start, 1))
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    bar.set_postfix(loss=f"{mean['loss']:.5f}", bpp=f"{mean['bpp']:.4f}", psnr=f"{mean['psnr']:.2f}")
+                    rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1),
+                           "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, sum(w["seconds"] for w in window)), 1),
+                           "loader_share": round(sum(w["data_seconds"] for w in window)
+                                                 / max(1e-9, sum(w["seconds"] + w["data_seconds"] for w in window)), 4),
+                           **{k: v for k, v in mean.items() if k not in ("seconds", "data_seconds")}}
+                    if self.is_main and self.step % cfg.val_every == 0:
+                        rec.update(self.validate())
+                        self.plot()
+                        t_last = time.time()
+                    if self.is_main:
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                        if bar.disable:
+                            print(json.dumps(rec), flush=True)
+                    window = []
+                if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
+                    self.save_state()
+                    last_save = time.time()
+                    t_last = last_save
         bar.close()
         if self.is_main:
             self.save_state()

@@ -79,6 +79,25 @@ def test_a_run_moved_between_machines_says_so_in_its_card(image_folder, tmp_path
     assert abs(sum(s["seconds"] for s in t["segments"]) - t["wall_time_s"]) <= 1
 
 
+def test_a_run_moved_between_machines_says_so_in_its_card(image_folder, tmp_path):
+    """Each stretch of steps keeps the hardware it ran on (here: 1 thread, then 2); the recipe does not."""
+    run = tmp_path / "run"
+    cfg = _config(image_folder, tmp_path, 4)
+    cfg.threads = 1
+    train(cfg, run)
+    cfg = _config(image_folder, tmp_path, 6)
+    cfg.threads = 2
+    train(cfg, run, resume=True)
+    out = tmp_path / "moved.safetensors"
+    export_release(run, out, name="moved")
+    t = compressor.load(out).training
+    assert [(s["first_step"], s["last_step"]) for s in t["segments"]] == [(0, 4), (4, 6)]
+    assert "1 CPU thread(s)" in t["segments"][0]["hardware"] and "2 CPU thread(s)" in t["segments"][1]["hardware"]
+    assert t["hardware"].startswith("steps 0-4 on ") and "; steps 4-6 on " in t["hardware"]
+    assert "threads" not in t["recipe"] and "device" not in t["recipe"]
+    assert abs(sum(s["seconds"] for s in t["segments"]) - t["wall_time_s"]) <= 1
+
+
 def test_learning_rate_schedule():
     cfg = TrainConfig(steps=1000, warmup_steps=100, decay_fraction=0.2, lr=1e-3)
     assert learning_rate(cfg, 0) == pytest.approx(1e-5)
@@ -214,22 +233,65 @@ def test_video_files_are_training_data(tmp_path):
         build_pool([folder / "broken.png"], (32, 64), total=2, seed=0, workers=1)
 
 
+def _endless_run_argv(image_folder, tmp_path, run, *settings):
+    """`compressor train` of a tiny model for 100,000 steps (tests stop it), logging every step."""
+    import sys
+
+    argv = [sys.executable, "-m", "compressor", "train", "--encoder", "vit", "--data", str(image_folder),
+            "--steps", "100000", "--out", str(run),
+            "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
+            "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
+            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=2", "--set", "threads=1",
+            "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'c'}"]
+    for setting in settings:
+        argv += ["--set", setting]
+    return argv
+
+
+def _wait_for_lines(path, count, deadline):
+    import time
+
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not reach {count} lines")
+
+
+def test_a_stop_is_not_training_time(image_folder, tmp_path):
+    """A run stopped (Ctrl-Z, SIGSTOP) and continued does not count the pause in its wall time."""
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    metrics = run / "metrics.jsonl"
+    proc = subprocess.Popen(_endless_run_argv(image_folder, tmp_path, run), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        _wait_for_lines(metrics, 5, deadline)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        proc.send_signal(signal.SIGCONT)
+        _wait_for_lines(metrics, len(metrics.read_text().splitlines()) + 5, deadline)
+    finally:
+        proc.kill()
+        proc.wait()
+    elapsed = [json.loads(line)["elapsed"] for line in metrics.read_text().splitlines()]
+    assert max(b - a for a, b in zip(elapsed, elapsed[1:])) < 2.0  # steps take milliseconds; the stop took 3 s
+
+
 def test_kill_and_resume(image_folder, tmp_path):
     """A run killed with SIGKILL leaves a loadable state; --resume continues from its step."""
     import subprocess
-    import sys
     import time
 
     from compressor.cli import compressor_main
     from compressor.train import TrainConfig
 
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "compressor", "train", "--encoder", "vit", "--data", str(image_folder),
-            "--steps", "100000", "--out", str(run),
-            "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
-            "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
-            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=2", "--set", "threads=1",
-            "--set", "checkpoint_minutes=0.002", "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'c'}"]
+    argv = _endless_run_argv(image_folder, tmp_path, run, "checkpoint_minutes=0.002")
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
