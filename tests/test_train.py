@@ -79,25 +79,6 @@ def test_a_run_moved_between_machines_says_so_in_its_card(image_folder, tmp_path
     assert abs(sum(s["seconds"] for s in t["segments"]) - t["wall_time_s"]) <= 1
 
 
-def test_a_run_moved_between_machines_says_so_in_its_card(image_folder, tmp_path):
-    """Each stretch of steps keeps the hardware it ran on (here: 1 thread, then 2); the recipe does not."""
-    run = tmp_path / "run"
-    cfg = _config(image_folder, tmp_path, 4)
-    cfg.threads = 1
-    train(cfg, run)
-    cfg = _config(image_folder, tmp_path, 6)
-    cfg.threads = 2
-    train(cfg, run, resume=True)
-    out = tmp_path / "moved.safetensors"
-    export_release(run, out, name="moved")
-    t = compressor.load(out).training
-    assert [(s["first_step"], s["last_step"]) for s in t["segments"]] == [(0, 4), (4, 6)]
-    assert "1 CPU thread(s)" in t["segments"][0]["hardware"] and "2 CPU thread(s)" in t["segments"][1]["hardware"]
-    assert t["hardware"].startswith("steps 0-4 on ") and "; steps 4-6 on " in t["hardware"]
-    assert "threads" not in t["recipe"] and "device" not in t["recipe"]
-    assert abs(sum(s["seconds"] for s in t["segments"]) - t["wall_time_s"]) <= 1
-
-
 def test_learning_rate_schedule():
     cfg = TrainConfig(steps=1000, warmup_steps=100, decay_fraction=0.2, lr=1e-3)
     assert learning_rate(cfg, 0) == pytest.approx(1e-5)
