@@ -4,8 +4,9 @@
 
 Runs under a hard address-space limit (RLIMIT_AS), since Python's allocation tracer cannot see native
 allocations. Every input must either decode to an image of the size its header claims or raise a
-CompressorError; anything else is a crash. Inputs taking over a second count as hangs. Half the
-mutated files get their check byte recomputed, so the damage reaches the entropy decoder and the
+CompressorError; anything else is a crash. Inputs taking over a second count as hangs (the CI test
+allows more: a busy machine can slow an honest decode of a large claimed size past one second). Half
+the mutated files get their check byte recomputed, so the damage reaches the entropy decoder and the
 network instead of stopping at the CRC.
 """
 from __future__ import annotations
@@ -69,7 +70,8 @@ def one_input(codec, data: bytes) -> str:
     return "decoded"
 
 
-def run(codec, seeds: list[bytes], iterations: int, seed: int) -> dict:
+def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1.0) -> dict:
+    """Decode `iterations` random and mutated inputs; an input slower than `hang_s` counts as a hang."""
     rng = np.random.default_rng(seed)
     counts = {"decoded": 0, "rejected": 0, "crashes": 0, "hangs": 0}
     slowest = 0.0
@@ -91,7 +93,7 @@ def run(codec, seeds: list[bytes], iterations: int, seed: int) -> dict:
                 examples.append({"input": data.hex(), "error": repr(e)})
         dt = time.perf_counter() - t
         slowest = max(slowest, dt)
-        if dt > 1.0:
+        if dt > hang_s:
             counts["hangs"] += 1
     return {**counts, "iterations": iterations, "slowest_s": round(slowest, 4), "crash_examples": examples}
 

@@ -30,7 +30,9 @@ def test_mutated_valid_files(tiny, data):
 
 
 def test_seeded_mutation_run_has_no_crash_or_hang(tiny):
-    result = run(tiny, seed_files(tiny), iterations=2000, seed=1)
+    # A generous hang limit: CI machines can be busy, and a header may honestly claim a large image;
+    # the long run (`python tests/fuzz_decode.py`) keeps the one-second limit.
+    result = run(tiny, seed_files(tiny), iterations=2000, seed=1, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["decoded"] > 0
 
