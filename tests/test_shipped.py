@@ -15,6 +15,7 @@ FLOORS = {
     "vit": {"kodak-frames-128x256": 21.6, "driving-frames-128x256": 21.5},
     "convnext": {"kodak-frames-128x256": 21.67, "driving-frames-128x256": 21.6},
     "cvit": {"kodak-frames-128x256": 21.63, "driving-frames-128x256": 21.47},
+    "hybrid": {"kodak-frames-128x256": 21.08, "driving-frames-128x256": 20.76},
 }
 SHIPPED = sorted(shipped_checkpoints())
 CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
