@@ -130,8 +130,12 @@ class CropSampler:
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
-    def next_batch(self, rank: int = 0, world: int = 1):
-        """The next global batch, or process `rank`'s slice of it when `world` processes share it."""
+    def next_batch(self, rank: int = 0, world: int = 1, device=None):
+        """The next global batch, or process `rank`'s slice of it when `world` processes share it.
+
+        On `device` when given: the bytes travel as uint8 and become floats there, a quarter of the
+        host-to-GPU traffic and no float conversion on the CPU, which otherwise holds up a GPU step.
+        """
         import torch
 
         idx = self.rng.integers(0, len(self.pool), self.batch_size)
@@ -141,4 +145,6 @@ class CropSampler:
         batch = self.pool[idx]  # (b, H, W, 3) uint8
         batch[flip] = batch[flip, :, ::-1]
         x = torch.from_numpy(batch).permute(0, 3, 1, 2)  # (B, 3, H, W)
+        if device is not None:
+            x = x.to(device, non_blocking=True)
         return x.float().div_(255)

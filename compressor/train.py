@@ -364,7 +364,7 @@ class Trainer:
                 # Every process draws the same global batch and trains on its slice, so N processes with
                 # batch B match one process with batch B.
                 t_data = time.perf_counter()
-                x = self.sampler.next_batch(self.rank, self.world).to(self.device, non_blocking=True)
+                x = self.sampler.next_batch(self.rank, self.world, self.device)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 t_data = time.perf_counter() - t_data
@@ -547,6 +547,8 @@ def _convert(value: str, kind, key: str):
             return float(value)
         if kind is str:
             return value
+        if origin is list and not value.lstrip().startswith(("[", '"')):  # --set data=DIR: one folder
+            return [value]
         parsed = json.loads(value)
         if origin in (list, tuple) and isinstance(parsed, list):
             return origin(parsed)

@@ -109,6 +109,8 @@ def test_overrides_are_type_checked():
                                           "model.encoder=convnext", "model.encoder_args.dims=[8, 16, 32]"])
     assert cfg.steps == 12 and cfg.lr == 1e-3 and cfg.bf16 is False and cfg.crop == (64, 128)
     assert cfg.model.encoder == "convnext" and cfg.model.encoder_args == {"dims": [8, 16, 32]}
+    one, two = (apply_overrides(TrainConfig(), [f"data={v}"]).data for v in ("/x/train", '["/a", "/b"]'))
+    assert one == ["/x/train"] and two == ["/a", "/b"]
     for bad, message in [("stpes=3", "unknown training config key"), ("steps=1.5", "type int"),
                          ("bf16=maybe", "type bool"), ("model.nope=1", "unknown model config key"), ("steps", "key=value")]:
         with pytest.raises(ValueError, match=message):
