@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 
-def load(name_or_path="vit"):
-    """A shipped model by name or a release checkpoint (.safetensors) by path -> `Codec`."""
-    from compressor.codec import load as _load
+def load(name_or_path=None):
+    """A shipped model by name or a release checkpoint (.safetensors) by path -> `Codec` (None: the default)."""
+    from compressor.codec import DEFAULT_MODEL, load as _load
 
-    return _load(name_or_path)
+    return _load(name_or_path or DEFAULT_MODEL)
 
 
 def encode(image, model=None, *, refine: int = 0) -> bytes:

@@ -331,26 +331,38 @@ def _plot_visual(out: Path, visuals, per_set: int = 2) -> None:
     plt.close(fig)
 
 
+# Peak memory comes from Linux's VmHWM, reset after the model loads. getrusage's ru_maxrss survives
+# exec, so a child of a big process (the bench itself) would report the parent's peak, and 0 MB here.
 _SCALING_CHILD = """
 import json, resource, sys, time, numpy as np, torch
 import compressor
+
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
 torch.set_num_threads(int(sys.argv[4]))
 codec = compressor.load(sys.argv[1])
 h, w = int(sys.argv[2]), int(sys.argv[3])
 frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # peak resident set := current resident set
+    base, peak_kb = status_kb("VmRSS"), lambda: status_kb("VmHWM")
+except OSError:  # not Linux: the process's own peak, which is right for a small parent
+    base, peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 enc, dec = [], []
 for _ in range(int(sys.argv[5])):
     t = time.perf_counter(); data = codec.encode(frame); enc.append(time.perf_counter() - t)
     t = time.perf_counter(); codec.decode_batch_arrays([data]); dec.append(time.perf_counter() - t)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"encode_s": sorted(enc)[len(enc) // 2], "decode_s": sorted(dec)[len(dec) // 2],
-                  "peak_mb": (peak - base) / 1024}))
+                  "peak_mb": (peak_kb() - base) / 1024}))
 """
 
 
 def run_scaling(models, out: Path, *, threads=None, sizes=SCALING_SIZES, log=print) -> dict:
     """Encode/decode time (median of 3, batch 1) and peak memory per size, each in a fresh process."""
+    out.mkdir(parents=True, exist_ok=True)
     result = {"sizes": [f"{h}x{w}" for h, w in sizes], "models": {}, "exponents": {},
               "setting": f"batch 1, {threads or os.cpu_count()} threads, CPU; peak memory above the loaded model"}
     for m in models:

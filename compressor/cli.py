@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from compressor.checkpoint import DEFAULT_MODEL
 from compressor.errors import CompressorError
 from compressor.registry import ARCHITECTURES
 
@@ -118,7 +119,7 @@ def compress_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file.")
     p.add_argument("input", help="image file (PNG, JPEG, WebP, ...)")
     p.add_argument("output", help=".bin file to write")
-    p.add_argument("--model", default="vit", help="shipped model name or .safetensors path (default: vit)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL})")
     p.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
                    help="search STEPS decoder gradient steps for a better code (slower; 30 gave vit +0.5-0.6 dB)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -173,10 +174,14 @@ def _models(args) -> None:
         return
     if not cards:
         print("no shipped models found")
-    for c in cards:
+    for c in sorted(cards, key=lambda c: (c.name != DEFAULT_MODEL, c.name)):
         t = c.card.get("training", {})
+        trained = f"{t.get('steps', '?')} steps x {t.get('batch_size', '?')}"
+        if "frames_seen" in t:
+            trained += f" ({t['frames_seen']:,} frames)"
         print(f"{c.name:10} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
-              f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {t.get('steps', '?')} steps")
+              f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {trained}"
+              f"{'  (default)' if c.name == DEFAULT_MODEL else ''}")
         for set_name, r in c.card.get("results", {}).items():
             print(f"{'':12}{set_name}: {r['mean_bytes']:.1f} bytes, {r['mean_psnr']:.2f} dB PSNR ({r['images']} images)")
 
@@ -248,7 +253,7 @@ def _bench(args) -> None:
     else:
         from compressor.checkpoint import shipped_checkpoints
 
-        models = sorted(shipped_checkpoints(), key=lambda n: (n != "vit", n))
+        models = sorted(shipped_checkpoints(), key=lambda n: (n != DEFAULT_MODEL, n))
     run_bench(images, models, args.out, classic=not args.no_classic, scaling=args.scaling, threads=args.threads,
               speed_frames=args.speed_frames)
     print(f"wrote {args.out}/results.json, results.md and plots")
@@ -281,14 +286,14 @@ def compressor_main(argv=None) -> int:
 
     s = sub.add_parser("eval", help="compress and decompress images; print bytes and PSNR")
     s.add_argument("paths", nargs="+", help="image files or folders")
-    s.add_argument("--model", default="vit")
+    s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--json", action="store_true")
     s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
     s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="encode with refinement (see compress)")
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")
-    s.add_argument("--model", default="vit")
+    s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--frames", type=int, default=256)
     s.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")

@@ -12,11 +12,10 @@ from functools import lru_cache
 import numpy as np
 
 from compressor import bitstream, entropy_coder
-from compressor.checkpoint import ModelCard, find_shipped, load_model, resolve
+from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_model, resolve
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import to_pil, to_rgb_array
 
-DEFAULT_MODEL = "vit"
 # Largest image one model pass takes. Global attention costs grow with the square of the token
 # count, so bigger images are refused with a clear message rather than running for hours.
 MAX_CODEC_PIXELS = 2048 * 2048

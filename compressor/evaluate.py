@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.checkpoint import DEFAULT_MODEL
 from compressor.data import IMAGE_SUFFIXES
 from compressor.errors import ImageError
 from compressor.images import to_rgb_array
@@ -34,7 +35,7 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
-def evaluate_paths(paths, model="vit", *, refine: int = 0, verbose: bool = False) -> dict:
+def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, verbose: bool = False) -> dict:
     """Encode and decode every image; per-image and mean bytes, bpp and PSNR."""
     import compressor
 
@@ -93,7 +94,7 @@ def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[n
     return frames
 
 
-def measure_speed(model="vit", *, batch: int = 32, frames: int = 256, threads: int | None = None,
+def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, threads: int | None = None,
                   size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0) -> dict:
     """Frames/s of encode_batch and decode_batch_arrays, `batch` frames per call; median of `repeats`."""
     import torch

@@ -235,7 +235,7 @@ class Trainer:
             print(f"cut {len(pool)} crops from {len(train_files)} files in {time.time() - t:.0f} s", flush=True)
         if self.world > 1 and self.is_main:
             self._barrier()
-        self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.step)
+        self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.step, self.device)
         if cfg.val_data:
             val_files = find_images(cfg.val_data)
         frames = []
@@ -364,7 +364,7 @@ class Trainer:
                 # Every process draws the same global batch and trains on its slice, so N processes with
                 # batch B match one process with batch B.
                 t_data = time.perf_counter()
-                x = self.sampler.next_batch(self.rank, self.world, self.device)
+                x = self.sampler.next_batch(self.rank, self.world)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 t_data = time.perf_counter() - t_data

@@ -73,3 +73,19 @@ def test_ms_ssim_values():
     assert 0 < ms_ssim(a, noisy) < 0.99
     assert ms_ssim_scales(128, 256) == 4 and ms_ssim_scales(512, 768) == 5
     assert np.isnan(ms_ssim(a[:5], a[:5]))
+
+
+def test_scaling_measures_time_and_memory_from_a_big_parent(tiny_path, tmp_path):
+    """Each size runs in a child; its peak memory must be its own, not the bench's (which is large)."""
+    from compressor.bench import run_scaling
+
+    ballast = np.ones(400 * 2**20, np.uint8)  # the parent's peak resident set: at least 400 MB
+    result = run_scaling([str(tiny_path)], tmp_path, threads=1, sizes=[(64, 128), (512, 1024)], log=lambda *a: None)
+    del ballast
+    rows = result["models"][str(tiny_path)]
+    assert [r["size"] for r in rows] == ["64x128", "512x1024"]
+    assert all(r["encode_s"] > 0 and r["decode_s"] > 0 for r in rows)
+    # 2,048 tokens of global attention need tens of MB above the loaded model; far below the ballast
+    assert 1 < rows[-1]["peak_mb"] < 300
+    assert set(result["exponents"][str(tiny_path)]) == {"encode", "decode"}
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.json").exists()

@@ -90,3 +90,5 @@ def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):
     assert r.returncode == 1 and "is the input" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([str(BIN / "compressor"), "models"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip()
+    first = r.stdout.splitlines()[0]  # the default comes first and says so, with its training budget
+    assert first.startswith("vit-long ") and first.endswith("(default)") and " steps x " in first

@@ -305,3 +305,22 @@ def test_non_finite_loss_stops_with_a_clear_error(image_folder, tmp_path):
         trainer.model.decoder.head.bias.fill_(float("nan"))
     with pytest.raises(TrainingError, match="non-finite loss at step 0"):
         trainer.run()
+
+
+def test_batches_are_the_same_wherever_the_pool_lives():
+    """A pool kept on the device (a GPU's fast path, forced here on the CPU) gives the host path's batches."""
+    from compressor.data import CropSampler
+
+    pool = np.random.default_rng(1).integers(0, 256, (20, 8, 16, 3), dtype=np.uint8)
+    host = CropSampler(pool.copy(), 6, seed=3, pool_on_device=False)
+    device = CropSampler(pool.copy(), 6, seed=3, pool_on_device=True)
+    assert device.device_pool is not None and host.device_pool is None
+    for step in range(5):
+        rank = step % 2  # a slice of the global batch, as under torchrun with 2 processes
+        a, b = host.next_batch(rank, 2), device.next_batch(rank, 2)
+        assert a.shape == (3, 3, 8, 16) and a.dtype == torch.float32
+        assert torch.equal(a, b)
+    # the flips are real: some batch holds a mirrored crop
+    x = CropSampler(pool, 20, seed=0, pool_on_device=True).next_batch()
+    crops = torch.from_numpy(pool).permute(0, 3, 1, 2).float() / 255
+    assert any(not any(torch.equal(img, c) for c in crops) for img in x)
