@@ -239,7 +239,9 @@ def _train(args) -> None:
     if args.data:
         cfg.data = [str(Path(d)) for d in args.data]
     validate(cfg)
-    train(cfg, run_dir, resume=bool(args.resume))
+    if args.minutes is not None and (args.steps or args.resume or args.minutes <= 0):
+        raise UserError("--minutes takes a positive number, for a new run without --steps")
+    train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)
 
 
 def _bench(args) -> None:
@@ -309,6 +311,8 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--decoder", help="decoder architecture (default: same as the encoder)")
     s.add_argument("--data", action="append", help="folder of training images (repeatable)")
     s.add_argument("--steps", type=int, help="train up to this step")
+    s.add_argument("--minutes", type=float, help="train for about this long instead (data preparation included): "
+                                                 "the step count is set by a speed probe at the start")
     s.add_argument("--out", help="run directory to create")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     s.add_argument("--config", help="JSON file with TrainConfig fields")

@@ -475,15 +475,48 @@ class Trainer:
         }
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> Trainer:
+def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
+    """Set the run's step count to what ends `seconds` after `started`, from a speed probe.
+
+    The probe trains the first steps of the warmup, where the schedule does not depend on the step
+    count, so the run is the one a fixed `--steps` of the result would give. For a lent or spot machine
+    whose time is known but whose speed is not. Processes agree on the smallest count.
+    """
+    cfg = trainer.cfg
+    probe = max(1, min(300, cfg.warmup_steps // 2))
+    if trainer.step + probe > cfg.warmup_steps:
+        raise ValueError("a time budget needs a fresh run: its speed probe must fall inside the warmup")
+    cfg.steps = trainer.step + probe
+    t = time.time()
+    trainer.run()
+    rate = probe / max(1e-9, time.time() - t)  # wall clock: validation and saving included
+    steps = torch.tensor(trainer.step + int(rate * (seconds - (time.time() - started)) * 0.95))
+    if trainer.world > 1:
+        import torch.distributed as dist
+
+        steps = steps.to(trainer.device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MIN)
+    cfg.steps = max(trainer.step + 1, int(steps))
+    if trainer.is_main:
+        print(f"speed probe: {rate:.2f} steps/s -> {cfg.steps} steps", flush=True)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, seconds: float | None = None) -> Trainer:
+    """Train (or `resume`) the run in `run_dir`; with `seconds`, for that long instead of `cfg.steps`."""
+    started = time.time()
     trainer = Trainer(cfg, run_dir)
     state = Path(run_dir) / "state.safetensors"
     if resume:
         trainer.load_state(state)
+    config = Path(run_dir) / "config.json"
     if trainer.is_main:
-        (Path(run_dir) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        config.write_text(json.dumps(cfg.to_dict(), indent=2))
     trainer.prepare_data()
     try:
+        if seconds is not None:
+            fit_steps_to_time(trainer, seconds, started)
+            if trainer.is_main:  # the step count it settled on, for --resume
+                config.write_text(json.dumps(cfg.to_dict(), indent=2))
         trainer.run()
     finally:
         if trainer.world > 1:

@@ -1,5 +1,6 @@
 """A few training steps of a tiny model on generated images, export, reload, code a frame; resume."""
 import json
+import time
 
 import torch
 
@@ -324,3 +325,27 @@ def test_batches_are_the_same_wherever_the_pool_lives():
     x = CropSampler(pool, 20, seed=0, pool_on_device=True).next_batch()
     crops = torch.from_numpy(pool).permute(0, 3, 1, 2).float() / 255
     assert any(not any(torch.equal(img, c) for c in crops) for img in x)
+
+
+def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys):
+    """`--minutes`: a speed probe inside the warmup fixes the steps; the run then ends annealed at that step."""
+    from compressor.cli import compressor_main
+
+    run = tmp_path / "run"
+    tiny = ["--set", f"model.encoder_args={json.dumps(TINY_VIT['encoder_args'])}",
+            "--set", f"model.decoder_args={json.dumps(TINY_VIT['decoder_args'])}",
+            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=4", "--set", "warmup_steps=40",
+            "--set", "val_every=1000", "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    t = time.time()
+    assert compressor_main(["train", "--encoder", "vit", "--data", str(image_folder), "--minutes", "0.1",
+                            "--out", str(run), *tiny]) == 0
+    took = time.time() - t
+    steps = json.loads((run / "config.json").read_text())["steps"]
+    assert f"-> {steps} steps" in capsys.readouterr().out
+    assert steps > 20  # more than the 20-step probe: the budget is 6 s and a tiny step takes milliseconds
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == steps and rows[-1]["lr"] == 0.0  # annealed exactly at the fitted step
+    assert took < 6 + 30  # the budget, with room for a loaded machine
+    for bad in (["--steps", "5"], ["--resume", str(run)]):
+        assert compressor_main(["train", "--minutes", "1", "--out", str(tmp_path / "x"), *bad]) == 1
+        assert "--minutes" in capsys.readouterr().err
