@@ -32,6 +32,14 @@ def _config(folder, tmp_path, steps):
                        cache_dir=str(tmp_path / "cache"), bf16=True)
 
 
+def _tiny_vit_sets(tmp_path, *settings):
+    """`--set` arguments for `compressor train`: a tiny vit on 32x64 crops logging every step, then `settings`."""
+    base = [f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
+            f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
+            "crop=[32, 64]", "pool_size=40", "log_every=1", f"cache_dir={tmp_path / 'cache'}", *settings]
+    return [arg for setting in base for arg in ("--set", setting)]
+
+
 def test_train_export_load_and_code(image_folder, tmp_path, frame):
     run = tmp_path / "run"
     trainer = train(_config(image_folder, tmp_path, 6), run)
@@ -166,11 +174,7 @@ def test_two_process_gloo_run_matches_one_process(image_folder, tmp_path):
     from safetensors.torch import load_file
 
     common = ["--encoder", "vit", "--data", str(image_folder), "--steps", "3",
-              "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
-              "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
-              "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=4", "--set", "warmup_steps=1",
-              "--set", "bf16=false", "--set", "threads=1", "--set", "log_every=1", "--set", "val_every=100",
-              "--set", f"cache_dir={tmp_path / 'cache'}"]
+              *_tiny_vit_sets(tmp_path, "batch_size=4", "warmup_steps=1", "bf16=false", "threads=1", "val_every=100")]
     single = subprocess.run([sys.executable, "-m", "compressor", "train", *common, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
@@ -221,15 +225,8 @@ def _endless_run_argv(image_folder, tmp_path, run, *settings):
     """`compressor train` of a tiny model for 100,000 steps (tests stop it), logging every step."""
     import sys
 
-    argv = [sys.executable, "-m", "compressor", "train", "--encoder", "vit", "--data", str(image_folder),
-            "--steps", "100000", "--out", str(run),
-            "--set", f'model.encoder_args={json.dumps(TINY_VIT["encoder_args"])}',
-            "--set", f'model.decoder_args={json.dumps(TINY_VIT["decoder_args"])}',
-            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=2", "--set", "threads=1",
-            "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'c'}"]
-    for setting in settings:
-        argv += ["--set", setting]
-    return argv
+    return [sys.executable, "-m", "compressor", "train", "--encoder", "vit", "--data", str(image_folder),
+            "--steps", "100000", "--out", str(run), *_tiny_vit_sets(tmp_path, "batch_size=2", "threads=1", *settings)]
 
 
 def _wait_for_lines(path, count, deadline):
@@ -332,10 +329,7 @@ def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys):
     from compressor.cli import compressor_main
 
     run = tmp_path / "run"
-    tiny = ["--set", f"model.encoder_args={json.dumps(TINY_VIT['encoder_args'])}",
-            "--set", f"model.decoder_args={json.dumps(TINY_VIT['decoder_args'])}",
-            "--set", "crop=[32, 64]", "--set", "pool_size=40", "--set", "batch_size=4", "--set", "warmup_steps=40",
-            "--set", "val_every=1000", "--set", "log_every=1", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    tiny = _tiny_vit_sets(tmp_path, "batch_size=4", "warmup_steps=40", "val_every=1000")
     t = time.time()
     assert compressor_main(["train", "--encoder", "vit", "--data", str(image_folder), "--minutes", "0.1",
                             "--out", str(run), *tiny]) == 0
