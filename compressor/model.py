@@ -81,11 +81,14 @@ class CompressionModel(nn.Module):
             return images
         return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training forward: (B, 3, H, W) -> reconstruction, symbols and estimated bits per image."""
+    def forward(self, images: torch.Tensor, surrogate_temperature: float = 1.0) -> dict[str, torch.Tensor]:
+        """Training forward: (B, 3, H, W) -> reconstruction, symbols and estimated bits per image.
+
+        `surrogate_temperature` shapes only the quantizer's backward pass (see `BinarySign`).
+        """
         h, w = images.shape[-2:]
         y = self.encoder(self.pad(images))  # (B, C, gh, gw)
-        y_hat = binarize(y.float())  # (B, C, gh, gw) in {-1, +1}
+        y_hat = binarize(y.float(), surrogate_temperature)  # (B, C, gh, gw) in {-1, +1}
         reconstruction = self.decoder(y_hat.to(y.dtype))[..., :h, :w]  # (B, 3, H, W)
         symbols = (y_hat + 1) / 2
         return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.bottleneck.bits(symbols)}

@@ -44,6 +44,7 @@ class TrainConfig:
     warmup_steps: int = 500
     decay_fraction: float = 0.25
     rate_weight: float = 0.004
+    surrogate_temperature: float = 1.0  # the quantizer's backward: gradient of t*tanh(y/t); see BinarySign
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
@@ -270,6 +271,7 @@ class Trainer:
             "config": json.dumps(self.cfg.to_dict()),
             "opt": json.dumps(m1),
             "entropy_opt": json.dumps(m2),
+            "warm_started_from": json.dumps(getattr(self, "warm_started_from", None)),
         }
         path = self.run_dir / "state.safetensors"
         tmp = path.with_name(path.name + ".tmp")
@@ -286,6 +288,8 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
+        if json.loads(meta.get("warm_started_from", "null")):
+            self.warm_started_from = json.loads(meta["warm_started_from"])
         self.segments = json.loads(meta["segments"]) if "segments" in meta else [  # states saved before segments
             {"hardware": self.hardware(), "first_step": 0, "last_step": self.step, "seconds": round(self.elapsed, 1)}]
         if weights_only:  # weights and progress, no optimizer state (export needs no optimizers)
@@ -297,31 +301,37 @@ class Trainer:
         """Seed encoder and decoder from a release checkpoint; the entropy model relearns in a few steps."""
         from compressor.checkpoint import load_model
 
-        released, _ = load_model(path)
+        released, info = load_model(path)
         weights = {k: v for k, v in released.state_dict().items() if not k.startswith("bottleneck.")}
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if not k.startswith("bottleneck.")]:
             raise ValueError(f"{path} does not fit this model config")
+        # The card must count the frames behind the seed weights too, or a warm-started model would
+        # look as if it had learned from this run alone.
+        before = info.card.get("training", {})
+        self.warm_started_from = {
+            "name": info.name, "model_id": f"{info.model_id:04x}",
+            "frames_seen": before.get("frames_seen", 0) + before.get("warm_started_from", {}).get("frames_seen", 0),
+            "wall_time_s": before.get("wall_time_s", 0) + before.get("warm_started_from", {}).get("wall_time_s", 0),
+            "hardware": before.get("hardware", ""),
+        }
 
     # --- loop -------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict:
+        """One optimizer step; returns the step's loss terms as detached tensors.
+
+        Nothing here waits for the device: reading a value (`.item()`) every step would stall a GPU's
+        queue behind the CPU, so values are read, and checked for finiteness, once per log window.
+        """
         cfg = self.cfg
-        t0 = time.perf_counter()
         for opt in (self.opt, self.entropy_opt):
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, self.step) * (cfg.entropy_lr / cfg.lr if opt is self.entropy_opt else 1)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = self.net(x)
+            out = self.net(x, cfg.surrogate_temperature)
         mse = torch.mean((out["reconstruction"].float() - x) ** 2)
         bpp = out["bits"].mean() / (x.shape[-2] * x.shape[-1])
         loss = mse + cfg.rate_weight * bpp
-        finite = torch.isfinite(loss.detach()).float()
-        if self.world > 1:  # every process stops together, or none does
-            import torch.distributed as dist
-
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not finite.item():
-            raise TrainingError(f"non-finite loss at step {self.step}; stopped, the last good state is kept")
         self.opt.zero_grad(set_to_none=True)
         self.entropy_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -329,8 +339,21 @@ class Trainer:
         self.opt.step()
         self.entropy_opt.step()
         self.step += 1
-        return {"loss": loss.item(), "mse": mse.item(), "bpp": bpp.item(),
-                "psnr": float(10 * math.log10(1 / max(mse.item(), 1e-10))), "seconds": time.perf_counter() - t0}
+        return {"loss": loss.detach(), "mse": mse.detach(), "bpp": bpp.detach()}
+
+    def check_finite(self, window: list[dict]) -> None:
+        """Stop at a non-finite loss in the steps since the last check, before any state is saved from them."""
+        if not window:
+            return
+        bad = ~torch.isfinite(torch.stack([w["loss"] for w in window]))
+        finite = (~bad.any()).float()
+        if self.world > 1:  # every process stops together, or none does
+            import torch.distributed as dist
+
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            first = window[int(bad.nonzero()[0]) if bad.any() else 0]["step"]  # else: another process's loss
+            raise TrainingError(f"non-finite loss at step {first}; stopped, the last good state is kept")
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -368,25 +391,30 @@ class Trainer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 t_data = time.perf_counter() - t_data
-                window.append({**self.train_step(x), "data_seconds": t_data})
+                step = self.step
+                window.append({**self.train_step(x), "step": step, "data_seconds": t_data})
                 now = time.time()
                 step_seconds = now - t_last
                 if stopped:  # stopped (Ctrl-Z, SIGSTOP) during this step: the pause is not training time
                     step_seconds = min(step_seconds, last_step_seconds)
                     stopped.clear()
+                window[-1]["seconds"] = step_seconds
                 self.elapsed += step_seconds
                 last_step_seconds = step_seconds
                 t_last = now
                 self.segments[-1].update(last_step=self.step, seconds=round(self.elapsed - segment_start, 1))
                 bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                    bar.set_postfix(loss=f"{mean['loss']:.5f}", bpp=f"{mean['bpp']:.4f}", psnr=f"{mean['psnr']:.2f}")
+                if self.step % cfg.log_every == 0:  # every process reaches this together: the check is collective
+                    self.check_finite(window)
+                    terms = torch.stack([torch.stack([w["loss"], w["mse"], w["bpp"]]) for w in window]).float().mean(0)
+                    loss, mse, bpp = terms.tolist()  # the one wait for the device in a log window
+                    psnr_value = float(10 * math.log10(1 / max(mse, 1e-10)))
+                    bar.set_postfix(loss=f"{loss:.5f}", bpp=f"{bpp:.4f}", psnr=f"{psnr_value:.2f}")
+                    seconds = sum(w["seconds"] for w in window)  # wall clock: on a GPU, steps run ahead of it
                     rec = {"step": self.step, "lr": learning_rate(cfg, self.step), "elapsed": round(self.elapsed, 1),
-                           "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, sum(w["seconds"] for w in window)), 1),
-                           "loader_share": round(sum(w["data_seconds"] for w in window)
-                                                 / max(1e-9, sum(w["seconds"] + w["data_seconds"] for w in window)), 4),
-                           **{k: v for k, v in mean.items() if k not in ("seconds", "data_seconds")}}
+                           "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, seconds), 1),
+                           "loader_share": round(sum(w["data_seconds"] for w in window) / max(1e-9, seconds), 4),
+                           "loss": loss, "mse": mse, "bpp": bpp, "psnr": psnr_value}
                     if self.is_main and self.step % cfg.val_every == 0:
                         rec.update(self.validate())
                         self.plot()
@@ -397,10 +425,12 @@ class Trainer:
                         if bar.disable:
                             print(json.dumps(rec), flush=True)
                     window = []
-                if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
-                    self.save_state()
-                    last_save = time.time()
-                    t_last = last_save
+                    # Saved only here, right after the check, so a saved state never holds a non-finite step.
+                    if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
+                        self.save_state()
+                        last_save = time.time()
+                        t_last = last_save
+        self.check_finite(window)
         bar.close()
         if self.is_main:
             self.save_state()
@@ -472,6 +502,7 @@ class Trainer:
             "segments": merge_segments(self.segments),
             # Where and how often a run saves or logs is not part of what it learns.
             "recipe": {k: v for k, v in self.cfg.to_dict().items() if k not in WHERE_NOT_WHAT},
+            **({"warm_started_from": self.warm_started_from} if getattr(self, "warm_started_from", None) else {}),
         }
 
 
@@ -636,5 +667,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
     if not cfg.data:
         raise ValueError("no training data: pass --data DIR")
+    if cfg.surrogate_temperature <= 0:
+        raise ValueError(f"surrogate_temperature must be positive, got {cfg.surrogate_temperature}")
     if len(cfg.crop) != 2 or min(cfg.crop) < 16:
         raise ValueError(f"crop must be two sides of at least 16 pixels, got {cfg.crop}")

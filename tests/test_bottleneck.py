@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from compressor.bottleneck import Bottleneck, binarize, latent_from_symbols, symbols_from_latent
@@ -9,6 +10,18 @@ def test_binarize_is_sign_forward_and_tanh_backward():
     assert out.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0]
     out.sum().backward()
     torch.testing.assert_close(y.grad, 1 - torch.tanh(y.detach()) ** 2)
+
+
+def test_surrogate_temperature_keeps_saturated_outputs_learning():
+    """t * tanh(y / t): at t = 8 an output at 6 still gets 60% of the gradient; at t = 1, 0.0025%."""
+    y = torch.tensor([-6.0, -0.5, 0.5, 6.0], requires_grad=True)
+    out = binarize(y, 8.0)
+    assert out.tolist() == [-1.0, -1.0, 1.0, 1.0]  # the forward pass does not depend on t
+    out.sum().backward()
+    torch.testing.assert_close(y.grad, 1 - torch.tanh(y.detach() / 8) ** 2)
+    assert y.grad[0] > 0.59 and (1 - torch.tanh(torch.tensor(6.0)) ** 2) < 3e-5
+    with pytest.raises(ValueError, match="positive"):
+        binarize(y, 0.0)
 
 
 def test_symbols_follow_the_same_rule_as_binarize():

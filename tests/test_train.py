@@ -165,6 +165,25 @@ def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
         Trainer(cfg, tmp_path / "run3")
 
 
+def test_a_warm_started_model_counts_the_frames_behind_its_seed(image_folder, tmp_path):
+    """Seed 2 steps x 4, then 3 steps x 4 warm, resumed to 4: the card says 16 frames, 8 of them the seed's."""
+    train(_config(image_folder, tmp_path, 2), tmp_path / "seed")
+    export_release(tmp_path / "seed", tmp_path / "seed.safetensors", name="seed")
+    cfg = _config(image_folder, tmp_path, 3)
+    cfg.init_from = str(tmp_path / "seed.safetensors")
+    cfg.surrogate_temperature = 4.0
+    train(cfg, tmp_path / "warm")
+    cfg.steps = 4
+    train(cfg, tmp_path / "warm", resume=True)  # the lineage survives a resume
+    export_release(tmp_path / "warm", tmp_path / "warm.safetensors", name="warm")
+    seed, warm = compressor.load(tmp_path / "seed.safetensors"), compressor.load(tmp_path / "warm.safetensors")
+    assert warm.training["frames_seen"] == 16
+    assert warm.training["warm_started_from"]["frames_seen"] == 8
+    assert warm.training["warm_started_from"]["model_id"] == f"{seed.model_id:04x}"
+    assert warm.training["recipe"]["surrogate_temperature"] == 4.0
+    assert "warm_started_from" not in seed.training
+
+
 def test_two_process_gloo_run_matches_one_process(image_folder, tmp_path):
     """torchrun --nproc_per_node 2 with the same global batch ends at the same weights (within float error)."""
     import subprocess
