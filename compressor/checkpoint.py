@@ -23,7 +23,7 @@ from compressor.errors import ModelError
 FORMAT = "compressor.checkpoint/1"
 # What encode(), `compress` and the other commands use when no model is named: the pure ViT trained
 # longest (the comparison's `vit` had the same budget as the other architectures; see the README).
-DEFAULT_MODEL = "vit-long"
+DEFAULT_MODEL = "vit-long2"
 # Shipped in the top-level checkpoints/ and mapped into the wheel as the package compressor.checkpoints.
 _SOURCE_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 

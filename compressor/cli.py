@@ -179,7 +179,10 @@ def _models(args) -> None:
         trained = f"{t.get('steps', '?')} steps x {t.get('batch_size', '?')}"
         if "frames_seen" in t:
             trained += f" ({t['frames_seen']:,} frames)"
-        print(f"{c.name:10} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
+        if "warm_started_from" in t:
+            seed = t["warm_started_from"]
+            trained += f", after {seed['frames_seen']:,} in {seed['name']}"
+        print(f"{c.name:11} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
               f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {trained}"
               f"{'  (default)' if c.name == DEFAULT_MODEL else ''}")
         for set_name, r in c.card.get("results", {}).items():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from compressor.checkpoint import DEFAULT_MODEL
 from compressor.cli import compress_main, compressor_main, decompress_main
 
 BIN = Path(sys.executable).parent
@@ -91,4 +92,4 @@ def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):
     r = subprocess.run([str(BIN / "compressor"), "models"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip()
     first = r.stdout.splitlines()[0]  # the default comes first and says so, with its training budget
-    assert first.startswith("vit-long ") and first.endswith("(default)") and " steps x " in first
+    assert first.startswith(f"{DEFAULT_MODEL} ") and first.endswith("(default)") and " steps x " in first

@@ -17,6 +17,7 @@ FLOORS = {
     "cvit": {"kodak-frames-128x256": 21.63, "driving-frames-128x256": 21.47},
     "hybrid": {"kodak-frames-128x256": 21.08, "driving-frames-128x256": 20.76},
     "vit-long": {"kodak-frames-128x256": 21.91, "driving-frames-128x256": 21.82},
+    "vit-long2": {"kodak-frames-128x256": 22.17, "driving-frames-128x256": 22.05},
 }
 SHIPPED = sorted(shipped_checkpoints())
 CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
@@ -77,7 +78,7 @@ def test_default_model_is_a_shipped_pure_vit():
 def test_shipped_models_share_one_recipe():
     """Fair comparison: every checkpoint named after an architecture has the same card recipe.
 
-    Others (vit-long: the same architecture trained on more frames) are codecs in their own right
+    Others (vit-long, vit-long2: the same architecture trained on more frames) are codecs in their own right
     and say in their cards how they were trained.
     """
     from compressor.registry import ARCHITECTURES
