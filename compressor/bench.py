@@ -54,7 +54,7 @@ def _model_record(codec, set_name, files, frames, speed, flops) -> dict:
         "encode_fps": speed["encode_fps"], "decode_fps": speed["decode_fps"],
         "speed_setting": f"batch {speed['batch']}, {speed['threads']} threads, {speed['device']}, 128x256",
         "params": codec.parameters, "gflops": flops, "architecture": codec.architecture,
-        "training": {k: codec.training.get(k) for k in ("steps", "batch_size", "wall_time_s", "hardware")},
+        "training": {k: codec.training.get(k) for k in ("steps", "batch_size", "wall_time_s", "hardware", "warm_started_from")},
         "per_image": per_image, "_decoded": decoded,
     }
 
@@ -261,7 +261,9 @@ def _summary_table(records, scaling_result) -> list[str]:
         row.append(f"{cell(e['encode'], '.2f', top_exp['encode'])} / {cell(e['decode'], '.2f', top_exp['decode'])}"
                    if e else "—")
         t = r.get("training") or {}
+        seed = t.get("warm_started_from")  # a warm start: say what the seed weights had seen
         row.append(f"{t['steps']} steps x {t['batch_size']}, {t['wall_time_s'] / 3600:.1f} h ({t['hardware']})"
+                   + (f", after {seed['frames_seen']:,} frames in {seed['name']}" if seed else "")
                    if t.get("steps") and t.get("wall_time_s") else "—")
         lines.append("| " + " | ".join(row) + " |")
     for mode in ("file", "bare"):

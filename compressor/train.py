@@ -380,6 +380,7 @@ class Trainer:
         self.segments.append({"hardware": self.hardware(), "first_step": self.step, "last_step": self.step, "seconds": 0.0})
         segment_start = self.elapsed
         window: list[dict] = []
+        self.step_seconds: list[float] = []  # wall time of each step of this call, for fit_steps_to_time
         t_last = time.time()
         last_step_seconds = 0.0
         with _watch_for_stops() as stopped:
@@ -399,6 +400,7 @@ class Trainer:
                     step_seconds = min(step_seconds, last_step_seconds)
                     stopped.clear()
                 window[-1]["seconds"] = step_seconds
+                self.step_seconds.append(step_seconds)
                 self.elapsed += step_seconds
                 last_step_seconds = step_seconds
                 t_last = now
@@ -514,13 +516,16 @@ def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
     whose time is known but whose speed is not. Processes agree on the smallest count.
     """
     cfg = trainer.cfg
-    probe = max(1, min(300, cfg.warmup_steps // 2))
+    probe = max(2, min(300, cfg.warmup_steps // 2))
     if trainer.step + probe > cfg.warmup_steps:
         raise ValueError("a time budget needs a fresh run: its speed probe must fall inside the warmup")
     cfg.steps = trainer.step + probe
-    t = time.time()
     trainer.run()
-    rate = probe / max(1e-9, time.time() - t)  # wall clock: validation and saving included
+    # Steps only (the save and plot that end run() are left out), and not the first third: those pay
+    # one-off costs (a GPU's kernel selection, allocator growth) and made a lent H200 look 20% slower
+    # than it was, so that run ended 95 s early. The margin below covers later validations and saves.
+    timed = trainer.step_seconds[probe // 3 :]
+    rate = len(timed) / max(1e-9, sum(timed))
     steps = torch.tensor(trainer.step + int(rate * (seconds - (time.time() - started)) * 0.95))
     if trainer.world > 1:
         import torch.distributed as dist
