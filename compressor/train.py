@@ -45,6 +45,7 @@ class TrainConfig:
     decay_fraction: float = 0.25
     rate_weight: float = 0.004
     surrogate_temperature: float = 1.0  # the quantizer's backward: gradient of t*tanh(y/t); see BinarySign
+    freeze_decoder: bool = False  # with init_from: train the encoder (and entropy model) against a fixed decoder
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
@@ -190,8 +191,12 @@ class Trainer:
             self.warm_start(cfg.init_from)
         entropy_params = list(self.model.bottleneck.entropy_model.parameters())
         entropy_ids = {id(p) for p in entropy_params}
-        net_params = [p for p in self.model.parameters() if id(p) not in entropy_ids]
-        assert len(net_params) + len(entropy_params) == len(list(self.model.parameters()))
+        frozen = list(self.model.decoder.parameters()) if cfg.freeze_decoder else []
+        for p in frozen:  # refit the encoder to a decoder that stays bit for bit as it was
+            p.requires_grad_(False)
+        frozen_ids = {id(p) for p in frozen}
+        net_params = [p for p in self.model.parameters() if id(p) not in entropy_ids | frozen_ids]
+        assert len(net_params) + len(entropy_params) + len(frozen) == len(list(self.model.parameters()))
         decay = [p for p in net_params if p.ndim >= 2]
         no_decay = [p for p in net_params if p.ndim < 2]
         self.opt = torch.optim.AdamW(
@@ -672,6 +677,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
     if not cfg.data:
         raise ValueError("no training data: pass --data DIR")
+    if cfg.freeze_decoder and not cfg.init_from:
+        raise ValueError("freeze_decoder needs init_from: a decoder that is already trained")
     if cfg.surrogate_temperature <= 0:
         raise ValueError(f"surrogate_temperature must be positive, got {cfg.surrogate_temperature}")
     if len(cfg.crop) != 2 or min(cfg.crop) < 16:

@@ -382,3 +382,20 @@ def test_the_speed_probe_leaves_out_its_slow_first_steps():
     fit_steps_to_time(trainer, seconds=10.0, started=time.time())
     assert trainer.step == 15  # the probe: half the warmup
     assert 900 < trainer.cfg.steps < 15 + 10 * 100  # 100 steps/s for the ~10 s left, less the 5% margin
+
+
+def test_freeze_decoder_refits_only_the_encoder(image_folder, tmp_path):
+    """A decoder frozen under a warm start ends bit for bit as it began; the encoder moves."""
+    train(_config(image_folder, tmp_path, 2), tmp_path / "seed")
+    export_release(tmp_path / "seed", tmp_path / "seed.safetensors", name="seed")
+    cfg = _config(image_folder, tmp_path, 3)
+    cfg.init_from, cfg.freeze_decoder, cfg.surrogate_temperature = str(tmp_path / "seed.safetensors"), True, 32.0
+    trained = train(cfg, tmp_path / "refit").model
+    seed = compressor.load(tmp_path / "seed.safetensors").model
+    for k, v in seed.decoder.state_dict().items():
+        assert torch.equal(trained.decoder.state_dict()[k].float(), v), k
+    assert any(not torch.equal(trained.encoder.state_dict()[k].float(), v) for k, v in seed.encoder.state_dict().items())
+    cfg.init_from = ""
+    from compressor.train import validate
+    with pytest.raises(ValueError, match="init_from"):
+        validate(cfg)
