@@ -54,7 +54,8 @@ def _model_record(codec, set_name, files, frames, speed, flops) -> dict:
         "encode_fps": speed["encode_fps"], "decode_fps": speed["decode_fps"],
         "speed_setting": f"batch {speed['batch']}, {speed['threads']} threads, {speed['device']}, 128x256",
         "params": codec.parameters, "gflops": flops, "architecture": codec.architecture,
-        "training": {k: codec.training.get(k) for k in ("steps", "batch_size", "wall_time_s", "hardware", "warm_started_from")},
+        "training": {k: codec.training.get(k)
+                     for k in ("steps", "batch_size", "wall_time_s", "hardware", "warm_started_from")},
         "per_image": per_image, "_decoded": decoded,
     }
 

@@ -313,12 +313,13 @@ class Trainer:
             raise ValueError(f"{path} does not fit this model config")
         # The card must count the frames behind the seed weights too, or a warm-started model would
         # look as if it had learned from this run alone.
-        before = info.card.get("training", {})
+        seed = info.card.get("training", {})
+        ancestors = seed.get("warm_started_from", {})  # already the sum over the seed's own seeds
         self.warm_started_from = {
             "name": info.name, "model_id": f"{info.model_id:04x}",
-            "frames_seen": before.get("frames_seen", 0) + before.get("warm_started_from", {}).get("frames_seen", 0),
-            "wall_time_s": before.get("wall_time_s", 0) + before.get("warm_started_from", {}).get("wall_time_s", 0),
-            "hardware": before.get("hardware", ""),
+            "frames_seen": seed.get("frames_seen", 0) + ancestors.get("frames_seen", 0),
+            "wall_time_s": seed.get("wall_time_s", 0) + ancestors.get("wall_time_s", 0),
+            "hardware": seed.get("hardware", ""),
         }
 
     # --- loop -------------------------------------------------------------------------------
