@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.checkpoint import warm_start_note
 from compressor.evaluate import expand_paths, measure_speed
 from compressor.images import to_rgb_array
 from compressor.metrics import ms_ssim, psnr
@@ -262,9 +263,7 @@ def _summary_table(records, scaling_result) -> list[str]:
         row.append(f"{cell(e['encode'], '.2f', top_exp['encode'])} / {cell(e['decode'], '.2f', top_exp['decode'])}"
                    if e else "—")
         t = r.get("training") or {}
-        seed = t.get("warm_started_from")  # a warm start: say what the seed weights had seen
-        row.append(f"{t['steps']} steps x {t['batch_size']}, {t['wall_time_s'] / 3600:.1f} h ({t['hardware']})"
-                   + (f", after {seed['frames_seen']:,} frames in {seed['name']}" if seed else "")
+        row.append(f"{t['steps']} steps x {t['batch_size']}, {t['wall_time_s'] / 3600:.1f} h ({t['hardware']}){warm_start_note(t)}"
                    if t.get("steps") and t.get("wall_time_s") else "—")
         lines.append("| " + " | ".join(row) + " |")
     for mode in ("file", "bare"):

@@ -24,6 +24,14 @@ FORMAT = "compressor.checkpoint/1"
 # What encode(), `compress` and the other commands use when no model is named: the pure ViT trained
 # longest (the comparison's `vit` had the same budget as the other architectures; see the README).
 DEFAULT_MODEL = "vit-long2"
+
+
+def warm_start_note(training: dict) -> str:
+    """', after N frames in SEED' for a card's training facts whose run was warm-started; else ''."""
+    seed = training.get("warm_started_from")
+    return f", after {seed['frames_seen']:,} frames in {seed['name']}" if seed else ""
+
+
 # Shipped in the top-level checkpoints/ and mapped into the wheel as the package compressor.checkpoints.
 _SOURCE_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compressor.checkpoint import DEFAULT_MODEL
+from compressor.checkpoint import DEFAULT_MODEL, warm_start_note
 from compressor.errors import CompressorError
 from compressor.registry import ARCHITECTURES
 
@@ -179,9 +179,7 @@ def _models(args) -> None:
         trained = f"{t.get('steps', '?')} steps x {t.get('batch_size', '?')}"
         if "frames_seen" in t:
             trained += f" ({t['frames_seen']:,} frames)"
-        if "warm_started_from" in t:
-            seed = t["warm_started_from"]
-            trained += f", after {seed['frames_seen']:,} in {seed['name']}"
+        trained += warm_start_note(t)
         print(f"{c.name:11} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
               f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {trained}"
               f"{'  (default)' if c.name == DEFAULT_MODEL else ''}")

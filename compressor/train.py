@@ -293,8 +293,9 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
-        if json.loads(meta.get("warm_started_from", "null")):
-            self.warm_started_from = json.loads(meta["warm_started_from"])
+        lineage = json.loads(meta.get("warm_started_from", "null"))  # absent or null: not warm-started
+        if lineage:
+            self.warm_started_from = lineage
         self.segments = json.loads(meta["segments"]) if "segments" in meta else [  # states saved before segments
             {"hardware": self.hardware(), "first_step": 0, "last_step": self.step, "seconds": round(self.elapsed, 1)}]
         if weights_only:  # weights and progress, no optimizer state (export needs no optimizers)

@@ -4,8 +4,8 @@
 
 Fine-tunes only the encoder of a shipped model against its frozen decoder, with the binary quantizer's
 backward pass set to the gradient of t * tanh(y / t) (`--temperature 1e9` is the identity estimator),
-and prints the mean PSNR on the two frame sets before and after, scored as `compressor eval` scores
-(8-bit output, the decoder under bf16 autocast). No weight decay, no warmup, cosine decay, batches drawn
+and prints the mean PSNR on the two frame sets before and after, through the codec's own encode and
+decode (bitstream, 8-bit output, the decoder's precision) as `compressor eval` scores. No weight decay, no warmup, cosine decay, batches drawn
 with a fixed seed from the training crop pool (`compressor train`'s cached pool, cut on first use), so
 settings are compared on the same frames. `--grow N` appends N transformer blocks to the encoder that
 start as the identity (a deeper encoder from the same weights). The README's surrogate numbers come
@@ -21,26 +21,19 @@ import torch
 
 from compressor.bottleneck import binarize
 from compressor.checkpoint import load_model, resolve
+from compressor.codec import Codec
 from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from compressor.layers import TransformerBlock
+from compressor.metrics import psnr
 from compressor.train import TrainConfig, Trainer
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"
 
 
-def load_frames(folder: Path) -> torch.Tensor:
-    arrays = [to_rgb_array(p) for p in expand_paths([str(folder)])]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
-
-
-@torch.no_grad()
-def mean_psnr(model, x: torch.Tensor) -> float:
-    symbols = model.encode_symbols(x)  # float32, as the codec encodes
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model.decode_symbols(symbols, x.shape[-2:])
-    out = (out * 255).round() / 255
-    return (10 * torch.log10(1 / (out - x).pow(2).mean(dim=(1, 2, 3)))).mean().item()
+def mean_psnr(codec: Codec, frames: list[np.ndarray]) -> float:
+    decoded = codec.decode_batch_arrays(codec.encode_batch(frames))
+    return float(np.mean([psnr(a, d) for a, d in zip(frames, decoded)]))
 
 
 def main() -> None:
@@ -56,18 +49,22 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    model, _ = load_model(resolve(args.model))
+    model, card = load_model(resolve(args.model))
+    codec = Codec(model, card)  # holds `model` itself, so it scores the weights as they are trained
     for _ in range(args.grow):  # zeroed output projections: each new block starts as the identity
         block = TransformerBlock(model.encoder.dim, heads=model.encoder.blocks[0].attn.heads)
         for layer in (block.attn.proj, block.mlp.fc2):
             torch.nn.init.zeros_(layer.weight)
             torch.nn.init.zeros_(layer.bias)
         model.encoder.blocks.append(block)
-    sets = {name: load_frames(EVAL / name) for name in ("kodak-frames-128x256", "driving-frames-128x256")}
-    y = model.encoder(sets["kodak-frames-128x256"]).detach().abs().flatten()
+    sets = {name: [to_rgb_array(p) for p in expand_paths([str(EVAL / name)])]
+            for name in ("kodak-frames-128x256", "driving-frames-128x256")}
+    kodak = torch.from_numpy(np.stack(sets["kodak-frames-128x256"])).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
+    with torch.no_grad():
+        y = model.encoder(kodak).abs().flatten()
     print(f"|y| on kodak-frames: median {y.median():.2f}, 90th pct {y.quantile(0.9):.2f}, "
           f"beyond 2: {(y > 2).float().mean():.0%}")
-    before = {name: mean_psnr(model, x) for name, x in sets.items()}
+    before = {name: mean_psnr(codec, frames) for name, frames in sets.items()}
 
     # Only for its crop pool; it would also reset the thread count to all cores if not given one.
     trainer = Trainer(TrainConfig(data=[args.data], threads=args.threads), Path("/tmp/surrogate_refit"))
@@ -92,7 +89,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), 1.0)
         opt.step()
     model.eval()
-    after = {name: mean_psnr(model, x) for name, x in sets.items()}
+    after = {name: mean_psnr(codec, frames) for name, frames in sets.items()}
     for name in sets:
         print(f"{name}: {before[name]:.2f} -> {after[name]:.2f} dB")
     print(f"{args.steps} steps x {args.batch}, t = {args.temperature:g}, lr {args.lr:g}: {time.time() - t0:.0f} s")

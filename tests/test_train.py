@@ -40,6 +40,13 @@ def _tiny_vit_sets(tmp_path, *settings):
     return [arg for setting in base for arg in ("--set", setting)]
 
 
+def _seed_release(folder, tmp_path):
+    """A 2-step tiny model exported as a release checkpoint, to warm-start from."""
+    train(_config(folder, tmp_path, 2), tmp_path / "seed")
+    export_release(tmp_path / "seed", tmp_path / "seed.safetensors", name="seed")
+    return tmp_path / "seed.safetensors"
+
+
 def test_train_export_load_and_code(image_folder, tmp_path, frame):
     run = tmp_path / "run"
     trainer = train(_config(image_folder, tmp_path, 6), run)
@@ -150,10 +157,7 @@ def test_train_command_end_to_end(image_folder, tmp_path, capsys):
 
 
 def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
-    run = tmp_path / "run"
-    train(_config(image_folder, tmp_path, 2), run)
-    release = tmp_path / "r.safetensors"
-    export_release(run, release, name="r")
+    release = _seed_release(image_folder, tmp_path)
     cfg = _config(image_folder, tmp_path, 2)
     cfg.init_from = str(release)
     warm = Trainer(cfg, tmp_path / "run2")
@@ -167,10 +171,8 @@ def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
 
 def test_a_warm_started_model_counts_the_frames_behind_its_seed(image_folder, tmp_path):
     """Seed 2 steps x 4, then 3 steps x 4 warm, resumed to 4: the card says 16 frames, 8 of them the seed's."""
-    train(_config(image_folder, tmp_path, 2), tmp_path / "seed")
-    export_release(tmp_path / "seed", tmp_path / "seed.safetensors", name="seed")
     cfg = _config(image_folder, tmp_path, 3)
-    cfg.init_from = str(tmp_path / "seed.safetensors")
+    cfg.init_from = str(_seed_release(image_folder, tmp_path))
     cfg.surrogate_temperature = 4.0
     train(cfg, tmp_path / "warm")
     cfg.steps = 4
@@ -386,10 +388,8 @@ def test_the_speed_probe_leaves_out_its_slow_first_steps():
 
 def test_freeze_decoder_refits_only_the_encoder(image_folder, tmp_path):
     """A decoder frozen under a warm start ends bit for bit as it began; the encoder moves."""
-    train(_config(image_folder, tmp_path, 2), tmp_path / "seed")
-    export_release(tmp_path / "seed", tmp_path / "seed.safetensors", name="seed")
     cfg = _config(image_folder, tmp_path, 3)
-    cfg.init_from, cfg.freeze_decoder, cfg.surrogate_temperature = str(tmp_path / "seed.safetensors"), True, 32.0
+    cfg.init_from, cfg.freeze_decoder, cfg.surrogate_temperature = str(_seed_release(image_folder, tmp_path)), True, 32.0
     trained = train(cfg, tmp_path / "refit").model
     seed = compressor.load(tmp_path / "seed.safetensors").model
     for k, v in seed.decoder.state_dict().items():
