@@ -18,6 +18,10 @@ FLOORS = {
     "hybrid": {"kodak-frames-128x256": 21.08, "driving-frames-128x256": 20.76},
     "vit-long": {"kodak-frames-128x256": 21.91, "driving-frames-128x256": 21.82},
     "vit-long2": {"kodak-frames-128x256": 22.17, "driving-frames-128x256": 22.05},
+    "vit-1m": {"kodak-frames-128x256": 21.75, "driving-frames-128x256": 21.62},
+    "hybrid-1m": {"kodak-frames-128x256": 21.61, "driving-frames-128x256": 21.47},
+    "convnext-1m": {"kodak-frames-128x256": 21.83, "driving-frames-128x256": 21.79},
+    "cvit-1m": {"kodak-frames-128x256": 21.8, "driving-frames-128x256": 21.62},
 }
 SHIPPED = sorted(shipped_checkpoints())
 CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
@@ -75,21 +79,37 @@ def test_default_model_is_a_shipped_pure_vit():
     assert compressor.load(DEFAULT_MODEL).architecture["encoder"] == "vit"
 
 
-def test_shipped_models_share_one_recipe():
-    """Fair comparison: every checkpoint named after an architecture has the same card recipe.
+# The equal-budget comparison in two tiers: each architecture's 240,000-frame checkpoint, and the same
+# four continued with one GPU recipe to 1,000,320 frames ("-1m"). Others (vit-long, vit-long2: the same
+# architecture trained on more frames) are codecs in their own right and say in their cards how they were trained.
+TIERS = ["", "-1m"]
 
-    Others (vit-long, vit-long2: the same architecture trained on more frames) are codecs in their own right
-    and say in their cards how they were trained.
-    """
-    from compressor.registry import ARCHITECTURES
+
+def _recipe(codec) -> dict:
     from compressor.train import WHERE_NOT_WHAT
 
-    recipes = {}
-    for name in [n for n in SHIPPED if n in ARCHITECTURES]:
-        recipe = dict(compressor.load(name).training["recipe"])
-        for key in WHERE_NOT_WHAT:  # older cards recorded these too; they do not change training
-            recipe.pop(key, None)
-        recipes[name] = recipe
-    first = recipes["vit"]
-    for name, recipe in recipes.items():
-        assert recipe == first, name
+    recipe = dict(codec.training["recipe"])
+    for key in (*WHERE_NOT_WHAT, "init_from"):  # older cards recorded these too; the seed is checked apart
+        recipe.pop(key, None)
+    return recipe
+
+
+@pytest.mark.parametrize("suffix", TIERS, ids=["240k", "1m"])
+def test_each_comparison_tier_shares_one_recipe(suffix):
+    """Fair comparison: within a tier every architecture has the same recipe, frames and kind of seed."""
+    from compressor.registry import ARCHITECTURES
+
+    codecs = {arch: compressor.load(arch + suffix) for arch in ARCHITECTURES}
+    recipes = {arch: _recipe(c) for arch, c in codecs.items()}
+    assert all(r == recipes["vit"] for r in recipes.values()), recipes
+    frames = {c.training["frames_seen"] + c.training.get("warm_started_from", {}).get("frames_seen", 0)
+              for c in codecs.values()}
+    assert len(frames) == 1
+    for arch, codec in codecs.items():
+        seed = codec.training.get("warm_started_from")
+        if suffix:  # continued from the tier below, the same architecture's checkpoint
+            below = compressor.load(arch)
+            assert seed["name"] == arch and seed["model_id"] == f"{below.model_id:04x}"
+            assert seed["frames_seen"] == below.training["frames_seen"]
+        else:
+            assert seed is None
