@@ -263,7 +263,9 @@ def _summary_table(records, scaling_result) -> list[str]:
         row.append(f"{cell(e['encode'], '.2f', top_exp['encode'])} / {cell(e['decode'], '.2f', top_exp['decode'])}"
                    if e else "—")
         t = r.get("training") or {}
-        row.append(f"{t['steps']} steps x {t['batch_size']}, {t['wall_time_s'] / 3600:.1f} h ({t['hardware']}){warm_start_note(t)}"
+        wall = t.get("wall_time_s") or 0
+        wall_text = f"{wall / 3600:.1f} h" if wall >= 360 else f"{wall:.0f} s"  # a lent GPU's 80 s is not "0.0 h"
+        row.append(f"{t['steps']} steps x {t['batch_size']}, {wall_text} ({t['hardware']}){warm_start_note(t)}"
                    if t.get("steps") and t.get("wall_time_s") else "—")
         lines.append("| " + " | ".join(row) + " |")
     for mode in ("file", "bare"):

@@ -1,8 +1,9 @@
 """The user-facing codec: a loaded model plus the .bin format, images in and bytes out.
 
-    Codec.encode:  image -> uint8 RGB -> model.encode_symbols -> ANS (or raw bits if not smaller)
-                   -> header (model id, size, raw flag, check byte) -> bytes
-    Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols -> PIL image
+    Codec.encode:  image -> uint8 RGB -> model.encode_symbols (in tiles for a global-attention model
+                   and an image above its training frame) -> ANS (or raw bits if not smaller)
+                   -> header (model id, size, raw and tiled flags, check byte) -> bytes
+    Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols (tiled as the header says) -> PIL image
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_m
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import to_pil, to_rgb_array
 
-# Largest image one model pass takes. Global attention costs grow with the square of the token
-# count, so bigger images are refused with a clear message rather than running for hours.
+# Largest image the codec takes. Coded whole (`tile=False`), global attention's cost grows with the
+# square of the token count, and a local model's memory with the pixels (`convnext` peaked at 420 MB
+# on 1024x2048 in the bench), so bigger images are refused with a clear message.
 MAX_CODEC_PIXELS = 2048 * 2048
 BATCH = 32
 
@@ -48,6 +50,9 @@ class Codec:
         self.card = card
         self.decode_precision = ("bf16" if fast_bf16() else "fp32") if decode_precision == "auto" else decode_precision
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
+        # Global attention is coded in tiles of the frame it was trained on (compressor.tiling).
+        crop = card.card.get("training", {}).get("crop", (128, 256))
+        self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -78,15 +83,17 @@ class Codec:
         return f"Codec(name={self.name!r}, model_id={self.model_id:04x}, parameters={self.parameters})"
 
     # --- encode -----------------------------------------------------------------------------
-    def encode(self, image, *, refine: int = 0) -> bytes:
-        return self.encode_batch([image], refine=refine)[0]
+    def encode(self, image, *, refine: int = 0, tile: bool = True) -> bytes:
+        return self.encode_batch([image], refine=refine, tile=tile)[0]
 
-    def encode_batch(self, images, *, refine: int = 0) -> list[bytes]:
+    def encode_batch(self, images, *, refine: int = 0, tile: bool = True) -> list[bytes]:
         """Encode many images; images of the same size share model passes of up to 32 frames.
 
         `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
         reconstructs better (`compressor.refine`): slower encoding, same format, never worse.
         Refined bytes are exact on one machine but may differ across CPUs (bf16 rounding).
+        `tile=False` codes an image larger than a global-attention model's training frame whole
+        rather than in tiles of that frame (slower and, for the shipped models, far worse).
         """
         if refine < 0:
             raise ValueError(f"refine must be 0 or more steps, not {refine}")
@@ -99,24 +106,34 @@ class Codec:
             bf16 = self.decode_precision == "bf16"  # search with the decoder as decode will run it
 
             def symbols_of(x):
-                return refine_symbols(self.model, x, steps=refine, bf16=bf16).numpy()
+                t = self._tile_for(*x.shape[-2:]) if tile else None
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tile=t).numpy()
         else:
             def symbols_of(x):
-                return self.model.encode_symbols(x).numpy()
+                return self.model.encode_symbols(x, self._tile_for(*x.shape[-2:]) if tile else None).numpy()
         symbols = self._run_batched(arrays, symbols_of)
-        return [self._pack(s, a.shape[:2]) for s, a in zip(symbols, arrays)]
+        return [self._pack(s, a.shape[:2], tile and self._tile_for(*a.shape[:2]) is not None)
+                for s, a in zip(symbols, arrays)]
 
-    def encode_symbols(self, image) -> np.ndarray:
+    def encode_symbols(self, image, *, tile: bool = True) -> np.ndarray:
         """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""
         a = to_rgb_array(image)
         self._check_pixels(*a.shape[:2])
-        return self._run_batched([a], lambda x: self.model.encode_symbols(x).numpy())[0]
+        t = self._tile_for(*a.shape[:2]) if tile else None
+        return self._run_batched([a], lambda x: self.model.encode_symbols(x, t).numpy())[0]
 
-    def _pack(self, symbols: np.ndarray, size: tuple[int, int]) -> bytes:
+    def _tile_for(self, height: int, width: int) -> tuple[int, int] | None:
+        """The tile (in latent cells) an image of this size is coded in, or None when it is coded whole."""
+        if self.tile is None:
+            return None
+        gh, gw = self.model.latent_grid(height, width)
+        return self.tile if gh > self.tile[0] or gw > self.tile[1] else None
+
+    def _pack(self, symbols: np.ndarray, size: tuple[int, int], tiled: bool = False) -> bytes:
         coded = entropy_coder.encode(symbols, self._cdf)
         raw = len(coded) >= entropy_coder.raw_size(symbols.size)
         payload = entropy_coder.pack_raw(symbols) if raw else coded
-        header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=raw)
+        header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=raw, tiled=tiled)
         return bitstream.pack(header, payload)
 
     # --- decode -----------------------------------------------------------------------------
@@ -131,13 +148,13 @@ class Codec:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
         import torch
 
-        parsed = [self.decode_symbols(d) for d in datas]
+        parsed = [self._parse(d) for d in datas]
         out: list = [None] * len(parsed)
         bf16 = self.decode_precision == "bf16"
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for size, chunk in _same_key_chunks([size for _, size in parsed]):
+            for (size, tiled), chunk in _same_key_chunks([(size, tiled) for _, size, tiled in parsed]):
                 sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk]))  # (b, C, gh, gw)
-                images = self.model.decode_symbols(sym, size)  # (b, 3, H, W)
+                images = self.model.decode_symbols(sym, size, self.tile if tiled else None)  # (b, 3, H, W)
                 u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (b, H, W, 3)
                 for j, i in enumerate(chunk):
                     out[i] = np.ascontiguousarray(u8[j])
@@ -145,12 +162,19 @@ class Codec:
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         """Bytes of a .bin -> (uint8 symbols (14, h, w), (H, W)), with every check but the network."""
+        symbols, size, _ = self._parse(data)
+        return symbols, size
+
+    def _parse(self, data: bytes) -> tuple[np.ndarray, tuple[int, int], bool]:
+        """Bytes of a .bin -> (symbols, (H, W), tiled); raises on anything this codec cannot decode."""
         header, payload = bitstream.unpack(data)
         if header.model_id != self.model_id:
             raise ModelMismatchError(
                 f"file was written by model {header.model_id:04x}, not by '{self.name}' ({self.model_id:04x})"
             )
         self._check_pixels(header.height, header.width)
+        if header.tiled and self.tile is None:
+            raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
         shape = (self.model.latent_channels, *self.model.latent_grid(header.height, header.width))
         if header.raw:
             symbols = entropy_coder.unpack_raw(payload, shape)
@@ -158,7 +182,7 @@ class Codec:
             if len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
                 raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
             symbols = entropy_coder.decode(payload, self._cdf, shape)
-        return symbols, (header.height, header.width)
+        return symbols, (header.height, header.width), header.tiled
 
     # --- shared -----------------------------------------------------------------------------
     def _check_pixels(self, height: int, width: int) -> None:

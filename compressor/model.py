@@ -5,6 +5,8 @@
 
 Encoders and decoders plug in through a tiny contract: `stride` (pixels per latent cell, 16) and
 `latent_channels` attributes, and forward maps (B, 3, H, W) <-> (B, latent_channels, H/16, W/16).
+An optional `global_attention = True` marks a half that attends over the whole grid: the codec then
+codes images larger than the training frame in tiles of that frame (`compressor.tiling`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import nn
 
 from compressor.bottleneck import Bottleneck, binarize, latent_from_symbols, symbols_from_latent
 from compressor.registry import get_architecture
+from compressor.tiling import run_tiled
 
 LATENT_CHANNELS = 14
 
@@ -65,6 +68,23 @@ class CompressionModel(nn.Module):
         bottleneck = Bottleneck(config.latent_channels, trainable=trainable_entropy_model)
         return cls(encoder, decoder, bottleneck)
 
+    @property
+    def global_attention(self) -> bool:
+        """Whether either half attends over the whole grid (then large images are coded in tiles)."""
+        return any(getattr(half, "global_attention", False) for half in (self.encoder, self.decoder))
+
+    def encode_latent(self, padded: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, 3, 16gh, 16gw) -> y (B, C, gh, gw); with `tile` (in cells), each tile of the image on its own."""
+        if tile is None:
+            return self.encoder(padded)
+        return run_tiled(self.encoder, padded, tile, cell_in=self.stride, cell_out=1)
+
+    def decode_latent(self, latent: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, C, gh, gw) in {-1, +1} -> (B, 3, 16gh, 16gw); with `tile`, cut as `encode_latent` cut it."""
+        if tile is None:
+            return self.decoder(latent)
+        return run_tiled(self.decoder, latent, tile, cell_in=1, cell_out=self.stride)
+
     def latent_grid(self, height: int, width: int) -> tuple[int, int]:
         """Latent cells for an image of this size: ceil(H/16) x ceil(W/16)."""
         return -(-height // self.stride), -(-width // self.stride)
@@ -94,13 +114,13 @@ class CompressionModel(nn.Module):
         return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.bottleneck.bits(symbols)}
 
     @torch.no_grad()
-    def encode_symbols(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_symbols(self, images: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, ceil(H/16), ceil(W/16))."""
-        return symbols_from_latent(self.encoder(self.pad(images)).float())
+        return symbols_from_latent(self.encode_latent(self.pad(images), tile).float())
 
     @torch.no_grad()
-    def decode_symbols(self, symbols: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def decode_symbols(self, symbols: torch.Tensor, size: tuple[int, int], tile: tuple[int, int] | None = None) -> torch.Tensor:
         """uint8 symbols (B, C, gh, gw) -> images (B, 3, H, W) clamped to [0, 1]."""
         h, w = size
-        images = self.decoder(latent_from_symbols(symbols, torch.float32))
+        images = self.decode_latent(latent_from_symbols(symbols, torch.float32), tile)
         return images[..., :h, :w].float().clamp(0, 1)

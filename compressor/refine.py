@@ -24,13 +24,17 @@ from compressor.bottleneck import hard_sign, symbols_from_latent
 DEFAULT_LR = 0.05
 
 
-def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = False, lr: float = DEFAULT_LR):
-    """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), refined by `steps` gradient steps."""
+def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = False, lr: float = DEFAULT_LR,
+                   tile: tuple[int, int] | None = None):
+    """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), refined by `steps` gradient steps.
+
+    With `tile`, encoder and decoder run tile by tile, as the codec will run them (`compressor.tiling`).
+    """
     with torch.inference_mode(False), torch.enable_grad():
         x = images.clone()  # a normal tensor: autograd refuses inference-mode tensors
         h, w = x.shape[-2:]
         with torch.no_grad():
-            z = model.encoder(model.pad(x)).float()  # (B, C, gh, gw)
+            z = model.encode_latent(model.pad(x), tile).float()  # (B, C, gh, gw)
         z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         best = torch.empty_like(z, requires_grad=False)
@@ -39,7 +43,7 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
             hard = hard_sign(z.detach())  # (B, C, gh, gw) in {-1, +1}
             code = hard + z - z.detach()  # forward: the hard code; backward: identity
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model.decoder(code)[..., :h, :w].float()  # (B, 3, H, W)
+                out = model.decode_latent(code, tile)[..., :h, :w].float()  # (B, 3, H, W)
             with torch.no_grad():
                 # Scored as decode produces it (clamped); step 0 scores the encoder's own code.
                 err = (out.clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))

@@ -61,7 +61,13 @@ def test_wrong_magic_and_version_and_reserved_flags():
     with pytest.raises(BitstreamError, match="version 2"):
         bitstream.unpack(_forge(bytes([0xCF, 0x20, 0, 0, 0, 0, 0])))
     with pytest.raises(BitstreamError, match="reserved"):
-        bitstream.unpack(_forge(bytes([0xCF, 0x14, 0, 0, 0, 0, 0])))
+        bitstream.unpack(_forge(bytes([0xCF, 0x18, 0, 0, 0, 0, 0])))
+
+
+def test_tiled_flag_round_trips():
+    for tiled in (False, True):
+        data = bitstream.pack(Header(model_id=7, height=300, width=900, raw=False, tiled=tiled), bytes(range(50)))
+        assert bitstream.unpack(data)[0].tiled is tiled
 
 
 def test_absurd_size_is_refused_before_anything_else():
