@@ -106,25 +106,25 @@ class Codec:
             bf16 = self.decode_precision == "bf16"  # search with the decoder as decode will run it
 
             def symbols_of(x):
-                t = self._tile_for(*x.shape[-2:]) if tile else None
+                t = self._tile_for(*x.shape[-2:], tile)
                 return refine_symbols(self.model, x, steps=refine, bf16=bf16, tile=t).numpy()
         else:
             def symbols_of(x):
-                return self.model.encode_symbols(x, self._tile_for(*x.shape[-2:]) if tile else None).numpy()
+                return self.model.encode_symbols(x, self._tile_for(*x.shape[-2:], tile)).numpy()
         symbols = self._run_batched(arrays, symbols_of)
-        return [self._pack(s, a.shape[:2], tile and self._tile_for(*a.shape[:2]) is not None)
+        return [self._pack(s, a.shape[:2], tiled=self._tile_for(*a.shape[:2], tile) is not None)
                 for s, a in zip(symbols, arrays)]
 
     def encode_symbols(self, image, *, tile: bool = True) -> np.ndarray:
         """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""
         a = to_rgb_array(image)
         self._check_pixels(*a.shape[:2])
-        t = self._tile_for(*a.shape[:2]) if tile else None
+        t = self._tile_for(*a.shape[:2], tile)
         return self._run_batched([a], lambda x: self.model.encode_symbols(x, t).numpy())[0]
 
-    def _tile_for(self, height: int, width: int) -> tuple[int, int] | None:
+    def _tile_for(self, height: int, width: int, tile: bool = True) -> tuple[int, int] | None:
         """The tile (in latent cells) an image of this size is coded in, or None when it is coded whole."""
-        if self.tile is None:
+        if self.tile is None or not tile:
             return None
         gh, gw = self.model.latent_grid(height, width)
         return self.tile if gh > self.tile[0] or gw > self.tile[1] else None

@@ -119,7 +119,8 @@ class CompressionModel(nn.Module):
         return symbols_from_latent(self.encode_latent(self.pad(images), tile).float())
 
     @torch.no_grad()
-    def decode_symbols(self, symbols: torch.Tensor, size: tuple[int, int], tile: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode_symbols(self, symbols: torch.Tensor, size: tuple[int, int],
+                       tile: tuple[int, int] | None = None) -> torch.Tensor:
         """uint8 symbols (B, C, gh, gw) -> images (B, 3, H, W) clamped to [0, 1]."""
         h, w = size
         images = self.decode_latent(latent_from_symbols(symbols, torch.float32), tile)

@@ -44,7 +44,8 @@ def run_tiled(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cell_
     for slices in groups.values():
         for start in range(0, len(slices), per_pass):
             part = slices[start : start + per_pass]
-            batch = torch.cat([x[..., _scaled(r, cell_in), _scaled(c, cell_in)] for r, c in part])  # (n*B, C, th*ci, tw*ci)
+            tiles = [x[..., _scaled(r, cell_in), _scaled(c, cell_in)] for r, c in part]
+            batch = torch.cat(tiles)  # (n*B, C, th*cell_in, tw*cell_in)
             y = fn(batch)  # (n*B, C', th*co, tw*co)
             if out is None:
                 out = y.new_zeros(b, y.shape[1], grid[0] * cell_out, grid[1] * cell_out)
