@@ -5,7 +5,7 @@
                   bit 0  payload is raw symbol bits (1) or entropy-coded (0)
                   bit 1  long size: H and W as 2 x uint16 (1) or packed into 3 bytes (0)
                   bit 2  tiled: the latent was coded in tiles of the model's training frame
-                  bit 3  reserved, must be 0
+                  bit 3  overlap (only with bit 2): the tiles overlapped by half a tile and were blended
     bytes 2-3   model id (uint16, big-endian): first 16 bits of the SHA-256 of the writer's weights
     size        short form (3 bytes): H-1 and W-1 as two 12-bit numbers, for sides up to 4096
                 long form  (4 bytes): H-1 and W-1 as two uint16, for sides up to 65536
@@ -26,7 +26,7 @@ VERSION = 1
 FLAG_RAW = 0x1
 FLAG_LONG_SIZE = 0x2
 FLAG_TILED = 0x4
-RESERVED_FLAGS = 0x8
+FLAG_OVERLAP = 0x8
 SHORT_SIDE_LIMIT = 4096
 MAX_SIDE = 65536
 # Largest image a .bin may claim: sides up to 65536 but at most this many pixels (a 16384x16384
@@ -62,6 +62,11 @@ class Header:
     width: int
     raw: bool
     tiled: bool = False  # encoder and decoder ran tile by tile (compressor.tiling)
+    overlap: bool = False  # ... in overlapping, blended windows (only with tiled)
+
+    def __post_init__(self):
+        if self.overlap and not self.tiled:
+            raise ValueError("a header with overlapping tiles must be tiled")
 
     def size_bytes(self) -> int:
         return 5 + (4 if self.long_size else 3)
@@ -83,7 +88,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     check_size(header.height, header.width)
     if not 0 <= header.model_id < 1 << 16:
         raise ValueError(f"model id {header.model_id} does not fit 16 bits")
-    flags = (FLAG_RAW if header.raw else 0) | (FLAG_LONG_SIZE if header.long_size else 0) | (FLAG_TILED if header.tiled else 0)
+    flags = ((FLAG_RAW if header.raw else 0) | (FLAG_LONG_SIZE if header.long_size else 0)
+             | (FLAG_TILED if header.tiled else 0) | (FLAG_OVERLAP if header.overlap else 0))
     h, w = header.height - 1, header.width - 1
     if header.long_size:
         size = h.to_bytes(2, "big") + w.to_bytes(2, "big")
@@ -102,8 +108,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     version, flags = data[1] >> 4, data[1] & 0xF
     if version != VERSION:
         raise BitstreamError(f"unsupported .bin format version {version} (this library reads version {VERSION})")
-    if flags & RESERVED_FLAGS:
-        raise BitstreamError("damaged .bin header (reserved flag bits set)")
+    if flags & FLAG_OVERLAP and not flags & FLAG_TILED:
+        raise BitstreamError("damaged .bin header (overlap flag set without the tiled flag)")
     long_size = bool(flags & FLAG_LONG_SIZE)
     header_len = 5 + (4 if long_size else 3)
     if len(data) < header_len:
@@ -117,7 +123,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         height, width = (packed >> 12) + 1, (packed & 0xFFF) + 1
     check_size(height, width)
     header = Header(model_id=model_id, height=height, width=width, raw=bool(flags & FLAG_RAW),
-                    tiled=bool(flags & FLAG_TILED))
+                    tiled=bool(flags & FLAG_TILED), overlap=bool(flags & FLAG_OVERLAP))
     if long_size != header.long_size:
         raise BitstreamError("damaged .bin header (size form does not match the size)")
     body, check, payload = data[: header_len - 1], data[header_len - 1], data[header_len:]

@@ -75,7 +75,7 @@ def _compress(args) -> None:
     src, dst = Path(args.input), Path(args.output)
     _check_paths(src, dst)
     codec = compressor.load(args.model)
-    data = codec.encode(src, refine=args.refine, tile=not args.no_tile)
+    data = codec.encode(src, refine=args.refine, tile=not args.no_tile, overlap=not args.no_overlap)
     write_atomic(dst, data)
     if not args.quiet:
         from compressor import bitstream
@@ -124,6 +124,8 @@ def compress_main(argv=None) -> int:
                    help="search STEPS decoder gradient steps for a better code (slower; 30 gave vit +0.5-0.6 dB)")
     p.add_argument("--no-tile", action="store_true",
                    help="vit/hybrid: code an image larger than 128x256 whole, not in tiles (slower, much worse)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="vit/hybrid: cut a large image in tiles side by side, not overlapping (3.5x faster, 0.2 dB worse)")
     p.add_argument("-q", "--quiet", action="store_true")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -156,6 +158,7 @@ def _info(args) -> None:
         "payload_bytes": len(payload),
         "payload": "raw bits" if header.raw else "entropy-coded",
         "tiled": header.tiled,
+        "overlap": header.overlap,
         "size": f"{header.height}x{header.width}",
         "bpp": round(8 * len(data) / (header.height * header.width), 5),
         "model_id": f"{header.model_id:04x}",
@@ -193,7 +196,8 @@ def _models(args) -> None:
 def _eval(args) -> None:
     from compressor.evaluate import evaluate_paths, record_results
 
-    result = evaluate_paths(args.paths, model=args.model, refine=args.refine, tile=not args.no_tile, verbose=not args.json)
+    result = evaluate_paths(args.paths, model=args.model, refine=args.refine, tile=not args.no_tile,
+                            overlap=not args.no_overlap, verbose=not args.json)
     if args.json:
         print(json.dumps(result))
     if args.record:
@@ -297,6 +301,7 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
     s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="encode with refinement (see compress)")
     s.add_argument("--no-tile", action="store_true", help="code large images whole (see compress)")
+    s.add_argument("--no-overlap", action="store_true", help="cut large images in tiles side by side (see compress)")
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")

@@ -35,14 +35,15 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
-def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = True, verbose: bool = False) -> dict:
+def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = True, overlap: bool = True,
+                   verbose: bool = False) -> dict:
     """Encode and decode every image; per-image and mean bytes, bpp and PSNR."""
     import compressor
 
     codec = model if hasattr(model, "encode_batch") else compressor.load(model)
     files = expand_paths(paths)
     originals = [to_rgb_array(f) for f in files]
-    datas = codec.encode_batch(originals, refine=refine, tile=tile)
+    datas = codec.encode_batch(originals, refine=refine, tile=tile, overlap=overlap)
     decoded = codec.decode_batch_arrays(datas)
     per_image = []
     for f, a, d, data in zip(files, originals, decoded, datas):
@@ -54,7 +55,8 @@ def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = 
     summary = {
         "model": codec.name,
         "refine": refine,
-        "tile": tile,
+        # How images above a global-attention model's training frame were cut (Codec.encode_batch).
+        "tiling": ("overlap" if overlap else "tiles") if tile else "whole",
         "images": len(files),
         "mean_bytes": float(np.mean([r["bytes"] for r in per_image])),
         "max_bytes": int(max(r["bytes"] for r in per_image)),

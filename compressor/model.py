@@ -6,7 +6,7 @@
 Encoders and decoders plug in through a tiny contract: `stride` (pixels per latent cell, 16) and
 `latent_channels` attributes, and forward maps (B, 3, H, W) <-> (B, latent_channels, H/16, W/16).
 An optional `global_attention = True` marks a half that attends over the whole grid: the codec then
-codes images larger than the training frame in tiles of that frame (`compressor.tiling`).
+codes images larger than the training frame in windows of that frame (`compressor.tiling`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from compressor.bottleneck import Bottleneck, binarize, latent_from_symbols, symbols_from_latent
 from compressor.registry import get_architecture
-from compressor.tiling import run_tiled
+from compressor.tiling import Tiling
 
 LATENT_CHANNELS = 14
 
@@ -73,17 +73,17 @@ class CompressionModel(nn.Module):
         """Whether either half attends over the whole grid (then large images are coded in tiles)."""
         return any(getattr(half, "global_attention", False) for half in (self.encoder, self.decoder))
 
-    def encode_latent(self, padded: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
-        """(B, 3, 16gh, 16gw) -> y (B, C, gh, gw); with `tile` (in cells), each tile of the image on its own."""
-        if tile is None:
+    def encode_latent(self, padded: torch.Tensor, tiling: Tiling | None = None) -> torch.Tensor:
+        """(B, 3, 16gh, 16gw) -> y (B, C, gh, gw); with `tiling`, window by window (`compressor.tiling`)."""
+        if tiling is None:
             return self.encoder(padded)
-        return run_tiled(self.encoder, padded, tile, cell_in=self.stride, cell_out=1)
+        return tiling.run(self.encoder, padded, cell_in=self.stride, cell_out=1)
 
-    def decode_latent(self, latent: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
-        """(B, C, gh, gw) in {-1, +1} -> (B, 3, 16gh, 16gw); with `tile`, cut as `encode_latent` cut it."""
-        if tile is None:
+    def decode_latent(self, latent: torch.Tensor, tiling: Tiling | None = None) -> torch.Tensor:
+        """(B, C, gh, gw) in {-1, +1} -> (B, 3, 16gh, 16gw); with `tiling`, cut as `encode_latent` cut it."""
+        if tiling is None:
             return self.decoder(latent)
-        return run_tiled(self.decoder, latent, tile, cell_in=1, cell_out=self.stride)
+        return tiling.run(self.decoder, latent, cell_in=1, cell_out=self.stride)
 
     def latent_grid(self, height: int, width: int) -> tuple[int, int]:
         """Latent cells for an image of this size: ceil(H/16) x ceil(W/16)."""
@@ -114,14 +114,14 @@ class CompressionModel(nn.Module):
         return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.bottleneck.bits(symbols)}
 
     @torch.no_grad()
-    def encode_symbols(self, images: torch.Tensor, tile: tuple[int, int] | None = None) -> torch.Tensor:
+    def encode_symbols(self, images: torch.Tensor, tiling: Tiling | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, ceil(H/16), ceil(W/16))."""
-        return symbols_from_latent(self.encode_latent(self.pad(images), tile).float())
+        return symbols_from_latent(self.encode_latent(self.pad(images), tiling).float())
 
     @torch.no_grad()
     def decode_symbols(self, symbols: torch.Tensor, size: tuple[int, int],
-                       tile: tuple[int, int] | None = None) -> torch.Tensor:
+                       tiling: Tiling | None = None) -> torch.Tensor:
         """uint8 symbols (B, C, gh, gw) -> images (B, 3, H, W) clamped to [0, 1]."""
         h, w = size
-        images = self.decode_latent(latent_from_symbols(symbols, torch.float32), tile)
+        images = self.decode_latent(latent_from_symbols(symbols, torch.float32), tiling)
         return images[..., :h, :w].float().clamp(0, 1)

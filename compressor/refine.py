@@ -18,6 +18,7 @@ import math
 import torch
 
 from compressor.bottleneck import hard_sign, symbols_from_latent
+from compressor.tiling import Tiling
 
 # On the encoder's output scale, decayed to 0 along a cosine: on 8 kodak frames with vit (30 steps)
 # +0.58 dB against +0.46 dB at a constant 0.1; 60 steps +0.71 dB, 100 steps +0.72 dB.
@@ -25,16 +26,16 @@ DEFAULT_LR = 0.05
 
 
 def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = False, lr: float = DEFAULT_LR,
-                   tile: tuple[int, int] | None = None):
+                   tiling: Tiling | None = None):
     """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), refined by `steps` gradient steps.
 
-    With `tile`, encoder and decoder run tile by tile, as the codec will run them (`compressor.tiling`).
+    With `tiling`, encoder and decoder run window by window, as the codec will run them (`compressor.tiling`).
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = images.clone()  # a normal tensor: autograd refuses inference-mode tensors
         h, w = x.shape[-2:]
         with torch.no_grad():
-            z = model.encode_latent(model.pad(x), tile).float()  # (B, C, gh, gw)
+            z = model.encode_latent(model.pad(x), tiling).float()  # (B, C, gh, gw)
         z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         best = torch.empty_like(z, requires_grad=False)
@@ -43,7 +44,7 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
             hard = hard_sign(z.detach())  # (B, C, gh, gw) in {-1, +1}
             code = hard + z - z.detach()  # forward: the hard code; backward: identity
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model.decode_latent(code, tile)[..., :h, :w].float()  # (B, 3, H, W)
+                out = model.decode_latent(code, tiling)[..., :h, :w].float()  # (B, 3, H, W)
             with torch.no_grad():
                 # Scored as decode produces it (clamped); step 0 scores the encoder's own code.
                 err = (out.clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))

@@ -8,8 +8,18 @@ pass sees a grid it was trained on (or a smaller one at the image's edge), and c
 Tiles are cut at latent-cell boundaries, so the latent grid, its symbols and the bitstream are those
 of the whole image; only which network pass sees which cells changes. The header's tiled flag tells
 the decoder to cut the latent the same way.
+
+Side by side, tiles leave seams: pixels within 8 of a tile border were 0.7 dB worse than the rest
+(vit-long2, Kodak). Overlapping windows (the default since the header's overlap flag) move by half a
+tile and are blended, the encoder's real-valued latent before the sign and the decoder's pixels
+after it, with weights that fall off toward each window's edge: every cell and pixel is mostly
+coded by a pass that sees it with context on all sides. vit-long2 on Kodak: 23.70 -> 23.93 dB at
+about 3.5x the network passes. The encoder and decoder must agree (blended codes decoded side by
+side lose 0.3 dB), so the flag says which way a file was cut.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -52,3 +62,63 @@ def run_tiled(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cell_
             for (r, c), piece in zip(part, y.split(b)):
                 out[..., _scaled(r, cell_out), _scaled(c, cell_out)] = piece
     return out
+
+
+def window_offsets(grid: int, tile: int) -> list[int]:
+    """Start cells of windows of `tile` cells moving by half a tile along a side of `grid` cells, the last flush."""
+    span = min(tile, grid)
+    starts = list(range(0, grid - span + 1, max(1, span // 2)))
+    if starts[-1] != grid - span:
+        starts.append(grid - span)
+    return starts
+
+
+def _tent(n: int) -> torch.Tensor:
+    """(n,) weights over a window's side: the square root of a tent, highest at the centre, never 0.
+
+    On Kodak (vit-long2), tent^0.5 gave 23.93 dB, a flat mean 23.91, tent 23.90, tent^2 23.86.
+    """
+    k = torch.arange(n, dtype=torch.float32)
+    return torch.minimum(k + 0.5, n - k - 0.5).sqrt()
+
+
+def run_blended(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cell_out: int) -> torch.Tensor:
+    """Apply `fn` to windows of `tile` cells moving by half a tile, and blend the overlapping results.
+
+    Shapes as in `run_tiled`. Every window has the same shape (the tile, or the grid where the grid is
+    smaller), so windows go through `fn` in batches. Differentiable.
+    """
+    b = x.shape[0]
+    gh, gw = x.shape[-2] // cell_in, x.shape[-1] // cell_in
+    th, tw = min(tile[0], gh), min(tile[1], gw)
+    starts = [(i, j) for i in window_offsets(gh, tile[0]) for j in window_offsets(gw, tile[1])]
+    weight = _tent(th * cell_out)[:, None] * _tent(tw * cell_out)[None, :]  # (th*co, tw*co)
+    out = total = None
+    per_pass = max(1, TILES_PER_PASS // b)
+    for first in range(0, len(starts), per_pass):
+        part = starts[first : first + per_pass]
+        windows = [x[..., i * cell_in : (i + th) * cell_in, j * cell_in : (j + tw) * cell_in] for i, j in part]
+        y = fn(torch.cat(windows)).float()  # (n*B, C', th*co, tw*co)
+        if out is None:
+            weight = weight.to(y.device)
+            out = y.new_zeros(b, y.shape[1], gh * cell_out, gw * cell_out)
+            total = y.new_zeros(gh * cell_out, gw * cell_out)
+        for (i, j), piece in zip(part, y.split(b)):
+            rows = slice(i * cell_out, (i + th) * cell_out)
+            cols = slice(j * cell_out, (j + tw) * cell_out)
+            out[..., rows, cols] += piece * weight
+            total[rows, cols] += weight
+    return out / total
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How an image larger than the training frame is cut: tiles of `cells` (rows, cols of latent cells),
+    side by side, or overlapping by half a tile and blended (`overlap`)."""
+
+    cells: tuple[int, int]
+    overlap: bool = True
+
+    def run(self, fn, x: torch.Tensor, *, cell_in: int, cell_out: int) -> torch.Tensor:
+        runner = run_blended if self.overlap else run_tiled
+        return runner(fn, x, self.cells, cell_in=cell_in, cell_out=cell_out)

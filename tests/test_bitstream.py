@@ -55,19 +55,22 @@ def _forge(first_bytes: bytes, payload: bytes = b"") -> bytes:
     return first_bytes + bytes([bitstream.crc8(first_bytes + payload)]) + payload
 
 
-def test_wrong_magic_and_version_and_reserved_flags():
+def test_wrong_magic_and_version_and_impossible_flags():
     with pytest.raises(BitstreamError, match="magic"):
         bitstream.unpack(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(BitstreamError, match="version 2"):
         bitstream.unpack(_forge(bytes([0xCF, 0x20, 0, 0, 0, 0, 0])))
-    with pytest.raises(BitstreamError, match="reserved"):
+    with pytest.raises(BitstreamError, match="overlap flag set without the tiled flag"):
         bitstream.unpack(_forge(bytes([0xCF, 0x18, 0, 0, 0, 0, 0])))
+    with pytest.raises(ValueError, match="must be tiled"):
+        Header(model_id=7, height=300, width=900, raw=False, tiled=False, overlap=True)
 
 
-def test_tiled_flag_round_trips():
-    for tiled in (False, True):
-        data = bitstream.pack(Header(model_id=7, height=300, width=900, raw=False, tiled=tiled), bytes(range(50)))
-        assert bitstream.unpack(data)[0].tiled is tiled
+def test_tiling_flags_round_trip():
+    for tiled, overlap in ((False, False), (True, False), (True, True)):
+        header = Header(model_id=7, height=300, width=900, raw=False, tiled=tiled, overlap=overlap)
+        back = bitstream.unpack(bitstream.pack(header, bytes(range(50))))[0]
+        assert (back.tiled, back.overlap) == (tiled, overlap)
 
 
 def test_absurd_size_is_refused_before_anything_else():

@@ -33,16 +33,18 @@ def test_round_trip(tiny_path, frame_png, tmp_path, capsys):
     assert info["size"] == "128x256" and info["header_bytes"] == 8 and info["bytes"] == out_bin.stat().st_size
 
 
-def test_large_images_are_tiled_unless_told_not_to(tiny_path, tmp_path, capsys):
+def test_large_images_are_tiled_in_overlapping_windows_unless_told_not_to(tiny_path, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(big)
-    for flag, tiled in (([], True), (["--no-tile"], False)):
-        out_bin = tmp_path / f"big{len(flag)}.bin"
+    cases = (([], True, True), (["--no-overlap"], True, False), (["--no-tile"], False, False))
+    for i, (flag, tiled, overlap) in enumerate(cases):
+        out_bin = tmp_path / f"big{i}.bin"
         assert compress_main([str(big), str(out_bin), "--model", str(tiny_path), *flag]) == 0
         capsys.readouterr()
         assert compressor_main(["info", str(out_bin), "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["tiled"] is tiled
-        assert decompress_main([str(out_bin), str(tmp_path / f"big{len(flag)}.png"), "--model", str(tiny_path)]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert (info["tiled"], info["overlap"]) == (tiled, overlap)
+        assert decompress_main([str(out_bin), str(tmp_path / f"big{i}.png"), "--model", str(tiny_path)]) == 0
 
 
 def _fails(capsys, fn, argv, pattern):
