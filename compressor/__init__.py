@@ -33,11 +33,14 @@ __all__ = [
 ]
 
 
-def load(name_or_path=None):
-    """A shipped model by name or a release checkpoint (.safetensors) by path -> `Codec` (None: the default)."""
+def load(name_or_path=None, *, device: str = "cpu"):
+    """A shipped model by name or a release checkpoint (.safetensors) by path -> `Codec` (None: the default).
+
+    `device="cuda"` runs its networks on a GPU; files are the same format either way.
+    """
     from compressor.codec import DEFAULT_MODEL, load as _load
 
-    return _load(name_or_path or DEFAULT_MODEL)
+    return _load(name_or_path or DEFAULT_MODEL, device=device)
 
 
 def encode(image, model=None, *, refine: int = 0) -> bytes:

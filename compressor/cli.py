@@ -197,7 +197,7 @@ def _eval(args) -> None:
     from compressor.evaluate import evaluate_paths, record_results
 
     result = evaluate_paths(args.paths, model=args.model, refine=args.refine, tile=not args.no_tile,
-                            overlap=not args.no_overlap, verbose=not args.json)
+                            overlap=not args.no_overlap, device=args.device, verbose=not args.json)
     if args.json:
         print(json.dumps(result))
     if args.record:
@@ -209,7 +209,7 @@ def _speed(args) -> None:
     from compressor.evaluate import measure_speed
 
     r = measure_speed(args.model, batch=args.batch, frames=args.frames, threads=args.threads,
-                      size=(args.height, args.width), repeats=args.repeats, refine=args.refine)
+                      size=(args.height, args.width), repeats=args.repeats, refine=args.refine, device=args.device)
     print(json.dumps(r) if args.json else
           f"{r['model']}: {r['size']} batch {r['batch']}, {r['threads']} threads, {r['device']}"
           f"{f', refine {args.refine}' if args.refine else ''}: "
@@ -302,6 +302,7 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="encode with refinement (see compress)")
     s.add_argument("--no-tile", action="store_true", help="code large images whole (see compress)")
     s.add_argument("--no-overlap", action="store_true", help="cut large images in tiles side by side (see compress)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the networks run (default: cpu)")
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")
@@ -313,6 +314,7 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--width", type=int, default=256)
     s.add_argument("--repeats", type=int, default=5)
     s.add_argument("--refine", type=_steps, default=0, metavar="STEPS", help="time encoding with refinement")
+    s.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on a GPU, pass a larger --batch, e.g. 1024)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_speed)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,13 +17,16 @@ from compressor import bitstream, entropy_coder
 from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_model, resolve
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import to_pil, to_rgb_array
-from compressor.tiling import Tiling
+
+if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads only on first use
+    from compressor.tiling import Tiling
 
 # Largest image the codec takes. Coded whole (`tile=False`), global attention's cost grows with the
 # square of the token count, and a local model's memory with the pixels (`convnext` peaked at 420 MB
 # on 1024x2048 in the bench), so bigger images are refused with a clear message.
 MAX_CODEC_PIXELS = 2048 * 2048
-BATCH = 32
+BATCH = 32  # frames per network pass on the CPU: larger batches gained nothing here
+GPU_BATCH = 256  # and on a GPU, where a pass of 32 frames would leave it mostly idle
 
 
 def fast_bf16() -> bool:
@@ -42,15 +46,28 @@ class Codec:
     bf16 support. The decoder runs under bf16 autocast where the CPU has bf16 matrix units
     (`decode_precision="auto"`), which changes decoded pixels only within rounding; pass "fp32" to
     decode in float32 everywhere.
+
+    `device="cuda"` runs the networks on a GPU (bf16 decoding where the GPU supports it); entropy
+    coding and the format stay on the CPU, so files move freely between devices. A GPU's float32
+    arithmetic differs from the CPU's in rounding, so a handful of near-zero latents may take the other
+    sign: the bytes of one image can differ between devices, each file decoding correctly anywhere.
     """
 
-    def __init__(self, model, card: ModelCard, *, decode_precision: str = "auto"):
+    def __init__(self, model, card: ModelCard, *, decode_precision: str = "auto", device: str = "cpu"):
+        import torch
+
         if decode_precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"decode_precision must be auto, fp32 or bf16, not {decode_precision!r}")
+        self.device = check_device(device)
         self.model = model
         self.card = card
-        self.decode_precision = ("bf16" if fast_bf16() else "fp32") if decode_precision == "auto" else decode_precision
+        if decode_precision == "auto":
+            cuda = self.device.type == "cuda"
+            decode_precision = "bf16" if (torch.cuda.is_bf16_supported() if cuda else fast_bf16()) else "fp32"
+        self.decode_precision = decode_precision
+        self.batch = GPU_BATCH if self.device.type == "cuda" else BATCH
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
+        model.to(self.device)
         # Global attention is coded in tiles of the frame it was trained on (compressor.tiling).
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
@@ -110,10 +127,10 @@ class Codec:
 
             def symbols_of(x):
                 t = self._tiling_for(*x.shape[-2:], tile, overlap)
-                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t).numpy()
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t).cpu().numpy()
         else:
             def symbols_of(x):
-                return self.model.encode_symbols(x, self._tiling_for(*x.shape[-2:], tile, overlap)).numpy()
+                return self.model.encode_symbols(x, self._tiling_for(*x.shape[-2:], tile, overlap)).cpu().numpy()
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
                 for s, a in zip(symbols, arrays)]
@@ -123,10 +140,12 @@ class Codec:
         a = to_rgb_array(image)
         self._check_pixels(*a.shape[:2])
         t = self._tiling_for(*a.shape[:2], tile, overlap)
-        return self._run_batched([a], lambda x: self.model.encode_symbols(x, t).numpy())[0]
+        return self._run_batched([a], lambda x: self.model.encode_symbols(x, t).cpu().numpy())[0]
 
     def _tiling_for(self, height: int, width: int, tile: bool = True, overlap: bool = True) -> Tiling | None:
         """How an image of this size is cut into network passes, or None when it is coded whole."""
+        from compressor.tiling import Tiling
+
         if self.tile is None or not tile:
             return None
         gh, gw = self.model.latent_grid(height, width)
@@ -155,11 +174,11 @@ class Codec:
         parsed = [self._parse(d) for d in datas]
         out: list = [None] * len(parsed)
         bf16 = self.decode_precision == "bf16"
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed]):
-                sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk]))  # (b, C, gh, gw)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
+                sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk])).to(self.device)  # (b, C, gh, gw)
                 images = self.model.decode_symbols(sym, size, tiling)  # (b, 3, H, W)
-                u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (b, H, W, 3)
+                u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
                 for j, i in enumerate(chunk):
                     out[i] = np.ascontiguousarray(u8[j])
         return out
@@ -186,6 +205,8 @@ class Codec:
             if len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
                 raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
             symbols = entropy_coder.decode(payload, self._cdf, shape)
+        from compressor.tiling import Tiling
+
         tiling = Tiling(self.tile, header.overlap) if header.tiled else None
         return symbols, (header.height, header.width), tiling
 
@@ -201,33 +222,51 @@ class Codec:
 
         out: list = [None] * len(arrays)
         with torch.inference_mode():
-            for _, chunk in _same_key_chunks([a.shape for a in arrays]):
-                x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).permute(0, 3, 1, 2)  # (b, 3, H, W)
+            for _, chunk in _same_key_chunks([a.shape for a in arrays], self.batch):
+                x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).to(self.device).permute(0, 3, 1, 2)  # (b, 3, H, W)
                 result = fn(x.float().div_(255))
                 for j, i in enumerate(chunk):
                     out[i] = result[j]
         return out
 
 
-def _same_key_chunks(keys: list):
-    """Indices grouped by equal key (an image size), in chunks of at most BATCH: (key, [i, ...])."""
+def _same_key_chunks(keys: list, size: int):
+    """Indices grouped by equal key (an image size), in chunks of at most `size`: (key, [i, ...])."""
     groups: dict = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
     for key, idx in groups.items():
-        for start in range(0, len(idx), BATCH):
-            yield key, idx[start : start + BATCH]
+        for start in range(0, len(idx), size):
+            yield key, idx[start : start + size]
+
+
+def check_device(device):
+    """"cpu", "cuda", "cuda:1" or a torch.device -> torch.device; a clear error where it is not there."""
+    import torch
+
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"not a device: {device!r} ({e})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, not {device.type!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda asked for, but this PyTorch sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str) -> Codec:
+def _load_cached(path: str, device: str) -> Codec:
     model, card = load_model(path)
-    return Codec(model, card)
+    return Codec(model, card, device=device)
 
 
-def load(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Codec:
-    """A shipped model by name ("vit") or a release checkpoint by path -> Codec (cached)."""
-    return _load_cached(str(resolve(name_or_path).resolve()))
+def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu") -> Codec:
+    """A shipped model by name ("vit") or a release checkpoint by path -> Codec (cached per device)."""
+    return _load_cached(str(resolve(name_or_path).resolve()), str(check_device(device)))
 
 
 def codec_for(data: bytes, model=None) -> Codec:

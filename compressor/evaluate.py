@@ -36,11 +36,11 @@ def expand_paths(paths) -> list[Path]:
 
 
 def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = True, overlap: bool = True,
-                   verbose: bool = False) -> dict:
+                   device: str = "cpu", verbose: bool = False) -> dict:
     """Encode and decode every image; per-image and mean bytes, bpp and PSNR."""
     import compressor
 
-    codec = model if hasattr(model, "encode_batch") else compressor.load(model)
+    codec = model if hasattr(model, "encode_batch") else compressor.load(model, device=device)
     files = expand_paths(paths)
     originals = [to_rgb_array(f) for f in files]
     datas = codec.encode_batch(originals, refine=refine, tile=tile, overlap=overlap)
@@ -98,14 +98,14 @@ def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[n
 
 
 def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, threads: int | None = None,
-                  size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0) -> dict:
+                  size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0, device: str = "cpu") -> dict:
     """Frames/s of encode_batch and decode_batch_arrays, `batch` frames per call; median of `repeats`."""
     import torch
 
     import compressor
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    codec = compressor.load(model)
+    codec = compressor.load(model, device=device)
     images = synthetic_frames(frames, size)
     chunks = [images[i : i + batch] for i in range(0, frames, batch)]
     codec.decode_batch_arrays(codec.encode_batch(chunks[0], refine=refine))  # warm-up
@@ -124,7 +124,8 @@ def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, th
         "batch": batch,
         "frames": frames,
         "threads": torch.get_num_threads(),
-        "device": f"cpu ({platform.processor() or platform.machine()})",
+        "device": (f"cuda ({torch.cuda.get_device_name(codec.device)})" if codec.device.type == "cuda"
+                   else f"cpu ({platform.processor() or platform.machine()})"),
         "repeats": repeats,
         "refine": refine,
         "encode_fps": statistics.median(enc),

@@ -39,11 +39,11 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
         z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         best = torch.empty_like(z, requires_grad=False)
-        best_err = torch.full((x.shape[0],), float("inf"))
+        best_err = torch.full((x.shape[0],), float("inf"), device=x.device)
         for step in range(steps + 1):
             hard = hard_sign(z.detach())  # (B, C, gh, gw) in {-1, +1}
             code = hard + z - z.detach()  # forward: the hard code; backward: identity
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model.decode_latent(code, tiling)[..., :h, :w].float()  # (B, 3, H, W)
             with torch.no_grad():
                 # Scored as decode produces it (clamped); step 0 scores the encoder's own code.

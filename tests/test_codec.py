@@ -140,3 +140,38 @@ def test_metadata(tiny):
     assert tiny.architecture == {"encoder": "vit", "decoder": "vit"}
     assert tiny.parameters > 0 and tiny.name == "tiny"
     assert f"{tiny.model_id:04x}" in repr(tiny)
+
+
+def test_devices_are_checked_with_a_clear_error(tiny_path):
+    from compressor.codec import check_device
+
+    assert check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be cpu or cuda"):
+        check_device("meta")
+    with pytest.raises(ValueError, match="not a device"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            compressor.load(tiny_path, device="cuda")
+    assert compressor.load(tiny_path, device="cpu") is compressor.load(tiny_path)  # one cache entry per device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the lent device machine)")
+def test_files_move_between_cpu_and_gpu(tiny_path):
+    """GPU-written files decode on the CPU and back, within rounding; sizes and batching as on the CPU."""
+    from compressor.metrics import psnr
+
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (128, 256, 3), dtype=np.uint8) for _ in range(40)]
+    frames.append(rng.integers(0, 256, (300, 700, 3), dtype=np.uint8))  # overlapping windows
+    cpu, gpu = compressor.load(tiny_path), compressor.load(tiny_path, device="cuda")
+    assert gpu.batch > cpu.batch
+    for writer, reader in ((cpu, gpu), (gpu, cpu)):
+        datas = writer.encode_batch(frames)
+        for f, data, a, b in zip(frames, datas, writer.decode_batch_arrays(datas), reader.decode_batch_arrays(datas)):
+            assert a.shape == b.shape == f.shape
+            assert abs(psnr(f, a) - psnr(f, b)) < 0.05
+    same = [c == g for c, g in zip(cpu.encode_batch(frames), gpu.encode_batch(frames))]
+    assert np.mean(same) > 0.5  # float32 on both: most frames give the very same bytes
+    refined = gpu.encode(frames[0], refine=3)
+    assert psnr(frames[0], np.asarray(cpu.decode(refined))) >= psnr(frames[0], np.asarray(cpu.decode(cpu.encode(frames[0])))) - 0.05
