@@ -68,7 +68,7 @@ class Codec:
         self.batch = GPU_BATCH if self.device.type == "cuda" else BATCH
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
         model.to(self.device)
-        # Global attention is coded in tiles of the frame it was trained on (compressor.tiling).
+        # Global attention is coded in windows of the frame it was trained on (compressor.tiling).
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
 
@@ -105,7 +105,7 @@ class Codec:
         return self.encode_batch([image], refine=refine, tile=tile, overlap=overlap)[0]
 
     def encode_batch(self, images, *, refine: int = 0, tile: bool = True, overlap: bool = True) -> list[bytes]:
-        """Encode many images; images of the same size share model passes of up to 32 frames.
+        """Encode many images; images of the same size share model passes of up to `self.batch` frames.
 
         `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
         reconstructs better (`compressor.refine`): slower encoding, same format, never worse.
@@ -223,7 +223,8 @@ class Codec:
         out: list = [None] * len(arrays)
         with torch.inference_mode():
             for _, chunk in _same_key_chunks([a.shape for a in arrays], self.batch):
-                x = torch.from_numpy(np.stack([arrays[i] for i in chunk])).to(self.device).permute(0, 3, 1, 2)  # (b, 3, H, W)
+                u8 = torch.from_numpy(np.stack([arrays[i] for i in chunk])).to(self.device)  # (b, H, W, 3)
+                x = u8.permute(0, 3, 1, 2)  # (b, 3, H, W)
                 result = fn(x.float().div_(255))
                 for j, i in enumerate(chunk):
                     out[i] = result[j]

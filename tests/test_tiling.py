@@ -20,19 +20,23 @@ def test_tiles_cover_the_grid_once():
     assert len(tile_slices((8, 16), (8, 16))) == 1
 
 
-def test_run_tiled_equals_a_whole_pass_for_a_cell_local_function():
-    """Pooling each 16x16 cell does not look across cells, so tiles must give exactly the whole result."""
+def _pool(t):
+    return F.avg_pool2d(t, 16)  # (n, 3, th, tw): one value per 16x16 cell
+
+
+def _unpool(t):
+    return t.repeat_interleave(16, -2).repeat_interleave(16, -1) * 2  # (n, 3, 16th, 16tw)
+
+
+# Side by side, each cell is computed once: exact. Blended, agreeing windows are averaged: to rounding.
+@pytest.mark.parametrize("runner, tol", [(run_tiled, 0.0), (run_blended, 1e-6)])
+def test_tiles_and_windows_equal_a_whole_pass_for_a_cell_local_function(runner, tol):
+    """Pooling each 16x16 cell does not look across cells, so any cut must give back the whole result."""
     x = torch.rand(2, 3, 16 * 19, 16 * 37)
-
-    def pool(t):
-        return F.avg_pool2d(t, 16)  # (n, 3, th, tw)
-
-    def unpool(t):
-        return t.repeat_interleave(16, -2).repeat_interleave(16, -1) * 2
-
-    latent = run_tiled(pool, x, (8, 16), cell_in=16, cell_out=1)
-    torch.testing.assert_close(latent, pool(x), rtol=0, atol=0)
-    torch.testing.assert_close(run_tiled(unpool, latent, (8, 16), cell_in=1, cell_out=16), unpool(latent), rtol=0, atol=0)
+    latent = runner(_pool, x, (8, 16), cell_in=16, cell_out=1)
+    torch.testing.assert_close(latent, _pool(x), rtol=tol, atol=tol)
+    torch.testing.assert_close(runner(_unpool, latent, (8, 16), cell_in=1, cell_out=16), _unpool(latent),
+                               rtol=tol, atol=tol)
 
 
 def test_windows_move_by_half_a_tile_and_cover_the_grid():
@@ -45,22 +49,6 @@ def test_windows_move_by_half_a_tile_and_cover_the_grid():
         for start in window_offsets(grid, 8):
             cover[start : start + min(8, grid)] += 1
         assert cover.min() >= 1 and (grid <= 8 or cover[4:-4].min() >= 2)
-
-
-def test_run_blended_equals_a_whole_pass_for_a_cell_local_function():
-    """Blending windows that agree must give back what each says, at every cell and pixel."""
-    x = torch.rand(2, 3, 16 * 19, 16 * 37)
-
-    def pool(t):
-        return F.avg_pool2d(t, 16)  # (n, 3, th, tw)
-
-    def unpool(t):
-        return t.repeat_interleave(16, -2).repeat_interleave(16, -1) * 2
-
-    latent = run_blended(pool, x, (8, 16), cell_in=16, cell_out=1)
-    torch.testing.assert_close(latent, pool(x), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(run_blended(unpool, latent, (8, 16), cell_in=1, cell_out=16), unpool(latent),
-                               rtol=1e-6, atol=1e-6)
 
 
 def test_run_blended_mixes_neighbouring_windows():
@@ -112,6 +100,10 @@ def test_large_images_code_in_overlapping_windows_by_default(tiny):
     # The same symbols read as side-by-side tiles (the flag cleared) decode to other pixels.
     forged = bitstream.pack(bitstream.Header(header.model_id, 256, 512, header.raw, tiled=True), payload)
     assert not np.array_equal(np.asarray(tiny.decode(data)), np.asarray(tiny.decode(forged)))
+    # The module-level encode takes the same switches.
+    assert compressor.encode(img, model=tiny) == data
+    for kw in ({"overlap": False}, {"tile": False}):
+        assert compressor.encode(img, model=tiny, **kw) == tiny.encode(img, **kw) != data
 
 
 def test_frames_within_the_training_frame_are_not_tiled(tiny, frame):
