@@ -46,6 +46,7 @@ class TrainConfig:
     rate_weight: float = 0.004
     surrogate_temperature: float = 1.0  # the quantizer's backward: gradient of t*tanh(y/t); see BinarySign
     freeze_decoder: bool = False  # with init_from: train the encoder (and entropy model) against a fixed decoder
+    freeze_encoder: bool = False  # with init_from: train the decoder (and entropy model) on a fixed encoder's codes
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
@@ -192,7 +193,8 @@ class Trainer:
         entropy_params = list(self.model.bottleneck.entropy_model.parameters())
         entropy_ids = {id(p) for p in entropy_params}
         frozen = list(self.model.decoder.parameters()) if cfg.freeze_decoder else []
-        for p in frozen:  # refit the encoder to a decoder that stays bit for bit as it was
+        frozen += list(self.model.encoder.parameters()) if cfg.freeze_encoder else []
+        for p in frozen:  # refit one half to the other, which stays bit for bit as it was
             p.requires_grad_(False)
         frozen_ids = {id(p) for p in frozen}
         net_params = [p for p in self.model.parameters() if id(p) not in entropy_ids | frozen_ids]
@@ -681,6 +683,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("no training data: pass --data DIR")
     if cfg.freeze_decoder and not cfg.init_from:
         raise ValueError("freeze_decoder needs init_from: a decoder that is already trained")
+    if cfg.freeze_encoder and not cfg.init_from:
+        raise ValueError("freeze_encoder needs init_from: an encoder that is already trained")
+    if cfg.freeze_encoder and cfg.freeze_decoder:
+        raise ValueError("freeze_encoder and freeze_decoder together leave no network to train")
     if cfg.surrogate_temperature <= 0:
         raise ValueError(f"surrogate_temperature must be positive, got {cfg.surrogate_temperature}")
     if len(cfg.crop) != 2 or min(cfg.crop) < 16:
