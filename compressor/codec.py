@@ -120,17 +120,15 @@ class Codec:
         arrays = [to_rgb_array(im) for im in images]
         for a in arrays:
             self._check_pixels(a.shape[0], a.shape[1])
-        if refine:
-            from compressor.refine import refine_symbols
+        from compressor.refine import refine_symbols
 
-            bf16 = self.decode_precision == "bf16"  # search with the decoder as decode will run it
+        bf16 = self.decode_precision == "bf16"  # a search runs the decoder as decode will run it
 
-            def symbols_of(x):
-                t = self._tiling_for(*x.shape[-2:], tile, overlap)
-                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t).cpu().numpy()
-        else:
-            def symbols_of(x):
-                return self.model.encode_symbols(x, self._tiling_for(*x.shape[-2:], tile, overlap)).cpu().numpy()
+        def symbols_of(x):
+            t = self._tiling_for(*x.shape[-2:], tile, overlap)
+            if refine:
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t)
+            return self.model.encode_symbols(x, t)
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
                 for s, a in zip(symbols, arrays)]
@@ -140,7 +138,7 @@ class Codec:
         a = to_rgb_array(image)
         self._check_pixels(*a.shape[:2])
         t = self._tiling_for(*a.shape[:2], tile, overlap)
-        return self._run_batched([a], lambda x: self.model.encode_symbols(x, t).cpu().numpy())[0]
+        return self._run_batched([a], lambda x: self.model.encode_symbols(x, t))[0]
 
     def _tiling_for(self, height: int, width: int, tile: bool = True, overlap: bool = True) -> Tiling | None:
         """How an image of this size is cut into network passes, or None when it is coded whole."""
@@ -218,6 +216,7 @@ class Codec:
             )
 
     def _run_batched(self, arrays: list[np.ndarray], fn) -> list[np.ndarray]:
+        """uint8 (H, W, 3) arrays -> fn's per-image results as numpy arrays; same-size images share passes."""
         import torch
 
         out: list = [None] * len(arrays)
@@ -225,7 +224,7 @@ class Codec:
             for _, chunk in _same_key_chunks([a.shape for a in arrays], self.batch):
                 u8 = torch.from_numpy(np.stack([arrays[i] for i in chunk])).to(self.device)  # (b, H, W, 3)
                 x = u8.permute(0, 3, 1, 2)  # (b, 3, H, W)
-                result = fn(x.float().div_(255))
+                result = fn(x.float().div_(255)).cpu().numpy()
                 for j, i in enumerate(chunk):
                     out[i] = result[j]
         return out

@@ -37,31 +37,46 @@ def _scaled(s: slice, k: int) -> slice:
     return slice(s.start * k, s.stop * k)
 
 
-def run_tiled(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cell_out: int) -> torch.Tensor:
-    """Apply `fn` to each tile of `x` on its own and assemble the results.
+def _run_windows(fn, x: torch.Tensor, windows: list[tuple[slice, slice]], weight, *, cell_in: int,
+                 cell_out: int) -> torch.Tensor:
+    """Apply `fn` to each window of `x` on its own and assemble the weighted mean of the results.
 
-    x: (B, C, gh * cell_in, gw * cell_in) -> (B, C', gh * cell_out, gw * cell_out), where a tile is
-    `tile` cells of `cell_in` pixels (or latent entries) in and `cell_out` out. Tiles of one shape go
-    through `fn` together. Differentiable (encoder-side refinement runs the decoder through it).
+    `windows` are (rows, cols) cell slices; `weight(h, w)` gives the (h, w) weights over an output window
+    of h x w pixels (or latent entries). Windows of one shape go through `fn` together, at most
+    TILES_PER_PASS per pass. Differentiable (encoder-side refinement runs the decoder through it).
     """
     b = x.shape[0]
     grid = (x.shape[-2] // cell_in, x.shape[-1] // cell_in)
     groups: dict[tuple[int, int], list] = {}
-    for rows, cols in tile_slices(grid, tile):
+    for rows, cols in windows:
         groups.setdefault((rows.stop - rows.start, cols.stop - cols.start), []).append((rows, cols))
     per_pass = max(1, TILES_PER_PASS // b)
-    out = None
-    for slices in groups.values():
+    out = total = None
+    for (th, tw), slices in groups.items():
+        w = weight(th * cell_out, tw * cell_out).to(x.device)  # (th*co, tw*co)
         for start in range(0, len(slices), per_pass):
             part = slices[start : start + per_pass]
-            tiles = [x[..., _scaled(r, cell_in), _scaled(c, cell_in)] for r, c in part]
-            batch = torch.cat(tiles)  # (n*B, C, th*cell_in, tw*cell_in)
-            y = fn(batch)  # (n*B, C', th*co, tw*co)
+            windows_in = [x[..., _scaled(r, cell_in), _scaled(c, cell_in)] for r, c in part]
+            batch = torch.cat(windows_in)  # (n*B, C, th*cell_in, tw*cell_in)
+            y = fn(batch).float()  # (n*B, C', th*co, tw*co)
             if out is None:
                 out = y.new_zeros(b, y.shape[1], grid[0] * cell_out, grid[1] * cell_out)
+                total = y.new_zeros(grid[0] * cell_out, grid[1] * cell_out)
             for (r, c), piece in zip(part, y.split(b)):
-                out[..., _scaled(r, cell_out), _scaled(c, cell_out)] = piece
-    return out
+                out[..., _scaled(r, cell_out), _scaled(c, cell_out)] += piece * w
+                total[_scaled(r, cell_out), _scaled(c, cell_out)] += w
+    return out / total
+
+
+def run_tiled(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cell_out: int) -> torch.Tensor:
+    """Apply `fn` to each tile of `x` on its own and assemble the results.
+
+    x: (B, C, gh * cell_in, gw * cell_in) -> (B, C', gh * cell_out, gw * cell_out), where a tile is
+    `tile` cells of `cell_in` pixels (or latent entries) in and `cell_out` out. Tiles do not overlap, so
+    each weight is 1 and every output is exactly its tile's.
+    """
+    grid = (x.shape[-2] // cell_in, x.shape[-1] // cell_in)
+    return _run_windows(fn, x, tile_slices(grid, tile), torch.ones, cell_in=cell_in, cell_out=cell_out)
 
 
 def window_offsets(grid: int, tile: int) -> list[int]:
@@ -87,29 +102,14 @@ def run_blended(fn, x: torch.Tensor, tile: tuple[int, int], *, cell_in: int, cel
     """Apply `fn` to windows of `tile` cells moving by half a tile, and blend the overlapping results.
 
     Shapes as in `run_tiled`. Every window has the same shape (the tile, or the grid where the grid is
-    smaller), so windows go through `fn` in batches. Differentiable.
+    smaller), so all go through `fn` in the same batches.
     """
-    b = x.shape[0]
     gh, gw = x.shape[-2] // cell_in, x.shape[-1] // cell_in
     th, tw = min(tile[0], gh), min(tile[1], gw)
-    starts = [(i, j) for i in window_offsets(gh, tile[0]) for j in window_offsets(gw, tile[1])]
-    weight = _tent(th * cell_out)[:, None] * _tent(tw * cell_out)[None, :]  # (th*co, tw*co)
-    out = total = None
-    per_pass = max(1, TILES_PER_PASS // b)
-    for first in range(0, len(starts), per_pass):
-        part = starts[first : first + per_pass]
-        windows = [x[..., i * cell_in : (i + th) * cell_in, j * cell_in : (j + tw) * cell_in] for i, j in part]
-        y = fn(torch.cat(windows)).float()  # (n*B, C', th*co, tw*co)
-        if out is None:
-            weight = weight.to(y.device)
-            out = y.new_zeros(b, y.shape[1], gh * cell_out, gw * cell_out)
-            total = y.new_zeros(gh * cell_out, gw * cell_out)
-        for (i, j), piece in zip(part, y.split(b)):
-            rows = slice(i * cell_out, (i + th) * cell_out)
-            cols = slice(j * cell_out, (j + tw) * cell_out)
-            out[..., rows, cols] += piece * weight
-            total[rows, cols] += weight
-    return out / total
+    windows = [(slice(i, i + th), slice(j, j + tw))
+               for i in window_offsets(gh, tile[0]) for j in window_offsets(gw, tile[1])]
+    return _run_windows(fn, x, windows, lambda h, w: _tent(h)[:, None] * _tent(w)[None, :],
+                        cell_in=cell_in, cell_out=cell_out)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ class HybridEncoder(nn.Module):
     """g_a of the `hybrid` codec: a strided conv stem and a pool, then global attention over tokens."""
 
     stride = 16
-    global_attention = True  # larger images are coded in tiles of the training frame (tiling.py)
+    global_attention = True  # larger images are coded in windows of the training frame (tiling.py)
 
     def __init__(self, *, latent_channels: int = 14, stem=(64, 128, 256), dim: int = 256, depth: int = 4,
                  heads: int = 4, mlp_ratio: float = 4.0):
@@ -61,7 +61,7 @@ class HybridDecoder(nn.Module):
     """g_s of the `hybrid` codec: global attention over latent tokens, then sub-pixel conv upsampling."""
 
     stride = 16
-    global_attention = True  # larger images are coded in tiles of the training frame (tiling.py)
+    global_attention = True  # larger images are coded in windows of the training frame (tiling.py)
 
     def __init__(self, *, latent_channels: int = 14, dim: int = 256, depth: int = 6, heads: int = 4,
                  up=(128, 64, 32, 32), mlp_ratio: float = 4.0):

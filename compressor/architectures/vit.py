@@ -23,7 +23,7 @@ class ViTEncoder(nn.Module):
     """g_a of the `vit` codec: global self-attention over 16x16-pixel tokens."""
 
     stride = 16
-    global_attention = True  # larger images are coded in tiles of the training frame (tiling.py)
+    global_attention = True  # larger images are coded in windows of the training frame (tiling.py)
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class ViTDecoder(nn.Module):
     """g_s of the `vit` codec: global attention over latent tokens, then over 8x8-pixel sub-tokens."""
 
     stride = 16
-    global_attention = True  # larger images are coded in tiles of the training frame (tiling.py)
+    global_attention = True  # larger images are coded in windows of the training frame (tiling.py)
 
     def __init__(
         self,
