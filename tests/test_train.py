@@ -386,34 +386,24 @@ def test_the_speed_probe_leaves_out_its_slow_first_steps():
     assert 900 < trainer.cfg.steps < 15 + 10 * 100  # 100 steps/s for the ~10 s left, less the 5% margin
 
 
-def test_freeze_encoder_refits_only_the_decoder(image_folder, tmp_path):
-    """The mirror image: the encoder (so every code) ends bit for bit as it began; the decoder moves."""
+@pytest.mark.parametrize("frozen, moving", [("decoder", "encoder"), ("encoder", "decoder")])
+def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_path, frozen, moving):
+    """freeze_decoder refits the encoder to a fixed decoder; freeze_encoder the decoder to fixed codes."""
+    from compressor.train import validate
+
     cfg = _config(image_folder, tmp_path, 3)
-    cfg.init_from, cfg.freeze_encoder = str(_seed_release(image_folder, tmp_path)), True
+    cfg.init_from, cfg.surrogate_temperature = str(_seed_release(image_folder, tmp_path)), 32.0
+    setattr(cfg, f"freeze_{frozen}", True)
     trained = train(cfg, tmp_path / "refit").model
     seed = compressor.load(tmp_path / "seed.safetensors").model
-    for k, v in seed.encoder.state_dict().items():
-        assert torch.equal(trained.encoder.state_dict()[k].float(), v), k
-    assert any(not torch.equal(trained.decoder.state_dict()[k].float(), v) for k, v in seed.decoder.state_dict().items())
-    from compressor.train import validate
-    cfg.freeze_decoder = True
+    for k, v in getattr(seed, frozen).state_dict().items():
+        assert torch.equal(getattr(trained, frozen).state_dict()[k].float(), v), k
+    assert any(not torch.equal(getattr(trained, moving).state_dict()[k].float(), v)
+               for k, v in getattr(seed, moving).state_dict().items())
+    setattr(cfg, f"freeze_{moving}", True)
     with pytest.raises(ValueError, match="no network to train"):
         validate(cfg)
-    cfg.freeze_decoder, cfg.init_from = False, ""
-    with pytest.raises(ValueError, match="init_from"):
-        validate(cfg)
-
-
-def test_freeze_decoder_refits_only_the_encoder(image_folder, tmp_path):
-    """A decoder frozen under a warm start ends bit for bit as it began; the encoder moves."""
-    cfg = _config(image_folder, tmp_path, 3)
-    cfg.init_from, cfg.freeze_decoder, cfg.surrogate_temperature = str(_seed_release(image_folder, tmp_path)), True, 32.0
-    trained = train(cfg, tmp_path / "refit").model
-    seed = compressor.load(tmp_path / "seed.safetensors").model
-    for k, v in seed.decoder.state_dict().items():
-        assert torch.equal(trained.decoder.state_dict()[k].float(), v), k
-    assert any(not torch.equal(trained.encoder.state_dict()[k].float(), v) for k, v in seed.encoder.state_dict().items())
+    setattr(cfg, f"freeze_{moving}", False)
     cfg.init_from = ""
-    from compressor.train import validate
     with pytest.raises(ValueError, match="init_from"):
         validate(cfg)
