@@ -26,16 +26,18 @@ DEFAULT_LR = 0.05
 
 
 def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = False, lr: float = DEFAULT_LR,
-                   tiling: Tiling | None = None):
+                   tiling: Tiling | None = None, start: torch.Tensor | None = None):
     """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), refined by `steps` gradient steps.
 
     With `tiling`, encoder and decoder run window by window, as the codec will run them (`compressor.tiling`).
+    `start` is the real-valued latent (B, C, gh, gw) to search from, instead of the model's encoder's
+    (distillation starts from a frozen teacher encoder while the model's own one trains).
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = images.clone()  # a normal tensor: autograd refuses inference-mode tensors
         h, w = x.shape[-2:]
         with torch.no_grad():
-            z = model.encode_latent(model.pad(x), tiling).float()  # (B, C, gh, gw)
+            z = (model.encode_latent(model.pad(x), tiling) if start is None else start).float()  # (B, C, gh, gw)
         z.requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         best = torch.empty_like(z, requires_grad=False)

@@ -407,3 +407,33 @@ def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_p
     cfg.init_from = ""
     with pytest.raises(ValueError, match="init_from"):
         validate(cfg)
+
+
+def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
+    """distill_refine: the encoder learns the codes refinement finds for its frozen decoder."""
+    from compressor.train import validate
+
+    cfg = _config(image_folder, tmp_path, 40)
+    cfg.init_from, cfg.freeze_decoder, cfg.lr = str(_seed_release(image_folder, tmp_path)), True, 3e-3
+    cfg.distill_refine, cfg.distill_reuse = 10, 1000  # one refined batch, refitted 30 times
+    trainer = Trainer(cfg, tmp_path / "distil")
+    trainer.prepare_data()
+    x = trainer.sampler.next_batch()
+    decoder = {k: v.clone() for k, v in trainer.model.decoder.state_dict().items()}
+    encoder = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}
+    with torch.no_grad():
+        own = trainer.model.encode_symbols(x)
+    losses = [trainer.train_step(x)["loss"].item() for _ in range(30)]
+    crops, codes = trainer.distilled["crops"][:4].float() / 255, trainer.distilled["codes"][:4]
+    assert torch.equal(crops, (x * 255).round() / 255) and trainer.distilled_frames == 4  # refined once
+    assert trainer.facts()["refined_frames"] == 4
+    assert (codes != own).float().mean() > 0.01  # refinement moved bits: there is something to learn
+    with torch.no_grad():
+        after = trainer.model.encode_symbols(x)
+    assert (after == codes).float().mean() > (own == codes).float().mean() + 0.01  # measured: 0.953 -> 0.980
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(v, decoder[k]) for k, v in trainer.model.decoder.state_dict().items())
+    assert all(torch.equal(v, encoder[k]) for k, v in trainer.teacher.state_dict().items())  # the seed's, frozen
+    cfg.freeze_decoder = False
+    with pytest.raises(ValueError, match="freeze_decoder"):
+        validate(cfg)
