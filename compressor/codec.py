@@ -127,7 +127,8 @@ class Codec:
         def symbols_of(x):
             t = self._tiling_for(*x.shape[-2:], tile, overlap)
             if refine:
-                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t)
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t,
+                                      start_scale=float(self.card.card.get("refine_start_scale", 1.0)))
             return self.model.encode_symbols(x, t)
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
