@@ -71,6 +71,8 @@ class Codec:
         # Global attention is coded in windows of the frame it was trained on (compressor.tiling).
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
+        # Refinement searches from the encoder's latent times this (`compressor.refine`; 1 unless the card says).
+        self.refine_start_scale = float(card.card.get("refine_start_scale", 1.0))
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -128,7 +130,7 @@ class Codec:
             t = self._tiling_for(*x.shape[-2:], tile, overlap)
             if refine:
                 return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t,
-                                      start_scale=float(self.card.card.get("refine_start_scale", 1.0)))
+                                      start_scale=self.refine_start_scale)
             return self.model.encode_symbols(x, t)
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))

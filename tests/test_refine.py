@@ -58,15 +58,17 @@ def test_negative_steps_are_refused(tiny, frame, tmp_path):
 
 
 def test_the_search_starts_at_the_scale_the_card_sets(tiny, frame):
-    """The codec scales the encoder's latent by the card's `refine_start_scale` before the search."""
+    """The codec scales the encoder's latent by its card's `refine_start_scale` before the search."""
     x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float() / 255
     bf16 = tiny.decode_precision == "bf16"
     want = {s: tiny._pack(refine_symbols(tiny.model, x, steps=5, bf16=bf16, start_scale=s)[0].numpy(), frame.shape[:2])
             for s in (1.0, 0.05)}
     assert tiny.encode(frame, refine=5) == want[1.0] != want[0.05]
-    tiny.card.card["refine_start_scale"] = 0.05
+    assert tiny.refine_start_scale == 1.0  # no scale in its card
+    tiny.refine_start_scale = 0.05
     try:
         assert tiny.encode(frame, refine=5) == want[0.05]
     finally:
-        del tiny.card.card["refine_start_scale"]
-    assert compressor.load("vit-distil").card.card["refine_start_scale"] == 0.25  # its margins are 2.6x vit-long2's
+        tiny.refine_start_scale = 1.0
+    distil = compressor.load("vit-distil")
+    assert distil.card.card["refine_start_scale"] == distil.refine_start_scale == 0.25  # margins 2.6x vit-long2's
