@@ -53,6 +53,9 @@ class TrainConfig:
     distill_reuse: int = 4  # each refined batch joins a buffer; one new batch every this many steps
     distill_buffer: int = 4096  # frames of (crop, refined code) pairs the steps draw from
     distill_temperature: float = 2.0  # logits = y / t: the encoder's latent read as a bit's confidence
+    # The teacher's search starts from its latent times this (refine_symbols' start_scale); 0: the seed
+    # checkpoint card's refine_start_scale, so the teacher searches as `--refine` does for that model.
+    distill_start_scale: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
@@ -194,8 +197,11 @@ class Trainer:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.seed_start_scale = 1.0  # the seed checkpoint's refine_start_scale, read by warm_start
         if cfg.init_from:
             self.warm_start(cfg.init_from)
+        if cfg.distill_refine:
+            cfg.distill_start_scale = cfg.distill_start_scale or self.seed_start_scale  # recorded as resolved
         entropy_params = list(self.model.bottleneck.entropy_model.parameters())
         entropy_ids = {id(p) for p in entropy_params}
         frozen = list(self.model.decoder.parameters()) if cfg.freeze_decoder else []
@@ -334,6 +340,7 @@ class Trainer:
             raise ValueError(f"{path} does not fit this model config")
         # The card must count the frames behind the seed weights too, or a warm-started model would
         # look as if it had learned from this run alone.
+        self.seed_start_scale = float(info.card.get("refine_start_scale", 1.0))
         seed = info.card.get("training", {})
         ancestors = seed.get("warm_started_from", {})  # already the sum over the seed's own seeds
         self.warm_started_from = {
@@ -390,7 +397,8 @@ class Trainer:
         if self.step % cfg.distill_reuse == 0 or not self.distilled:
             with torch.no_grad():
                 start = self.teacher(model.pad(x))  # (B, C, gh, gw), float32 as refine_symbols runs it
-            refined = refine_symbols(model, x, steps=cfg.distill_refine, bf16=cfg.bf16, start=start)  # uint8
+            refined = refine_symbols(model, x, steps=cfg.distill_refine, bf16=cfg.bf16, start=start,
+                                     start_scale=cfg.distill_start_scale)  # uint8
             crops = (x * 255).round().to(torch.uint8)  # (B, 3, H, W)
             if not self.distilled:
                 size = max(cfg.distill_buffer, x.shape[0])
@@ -757,8 +765,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("freeze_encoder and freeze_decoder together leave no network to train")
     if cfg.distill_refine and not cfg.freeze_decoder:
         raise ValueError("distill_refine needs freeze_decoder: the refined codes are targets for a fixed decoder")
-    if cfg.distill_refine < 0 or cfg.distill_reuse <= 0 or cfg.distill_buffer <= 0 or cfg.distill_temperature <= 0:
-        raise ValueError("distill_refine must be 0 or more; distill_reuse, distill_buffer, distill_temperature positive")
+    if (cfg.distill_refine < 0 or cfg.distill_reuse <= 0 or cfg.distill_buffer <= 0 or cfg.distill_temperature <= 0
+            or cfg.distill_start_scale < 0):
+        raise ValueError("distill_refine and distill_start_scale must be 0 or more; "
+                         "distill_reuse, distill_buffer, distill_temperature positive")
     if cfg.surrogate_temperature <= 0:
         raise ValueError(f"surrogate_temperature must be positive, got {cfg.surrogate_temperature}")
     if len(cfg.crop) != 2 or min(cfg.crop) < 16:

@@ -437,3 +437,28 @@ def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
     cfg.freeze_decoder = False
     with pytest.raises(ValueError, match="freeze_decoder"):
         validate(cfg)
+
+
+def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_path):
+    """distill_start_scale 0 takes the seed card's refine_start_scale, as `--refine` does; a value overrides."""
+    from compressor.checkpoint import update_card
+    from compressor.refine import refine_symbols
+
+    seed = _seed_release(image_folder, tmp_path)
+    update_card(seed, {**compressor.load(seed).card.card, "refine_start_scale": 0.25})
+    cfg = _config(image_folder, tmp_path, 4)
+    cfg.init_from, cfg.freeze_decoder, cfg.distill_refine = str(seed), True, 10
+    trainer = Trainer(cfg, tmp_path / "distil")
+    assert trainer.cfg.distill_start_scale == 0.25  # resolved, so the recipe records what ran
+    trainer.prepare_data()
+    x = trainer.sampler.next_batch()
+    with torch.no_grad():
+        start = trainer.teacher(trainer.model.pad(x))
+    expected = {s: refine_symbols(trainer.model, x, steps=10, bf16=cfg.bf16, start=start, start_scale=s)
+                for s in (0.25, 1.0)}
+    trainer.train_step(x)
+    assert torch.equal(trainer.distilled["codes"][:4], expected[0.25])
+    assert not torch.equal(expected[0.25], expected[1.0])  # the scale changes what the search finds
+    cfg = _config(image_folder, tmp_path, 4)
+    cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_start_scale = str(seed), True, 10, 0.5
+    assert Trainer(cfg, tmp_path / "distil2").cfg.distill_start_scale == 0.5
