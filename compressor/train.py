@@ -229,7 +229,8 @@ class Trainer:
         if cfg.distill_refine and self.world > 1:
             raise ValueError("distill_refine trains in one process (it does not synchronise the refined buffer)")
         self.distilled: dict[str, torch.Tensor] = {}  # ring buffer: crops and their refined codes, uint8
-        self.distilled_frames = 0  # frames ever written into it
+        self.distilled_frames = 0  # frames written into it since this process began (it is not saved)
+        self.refined_frames = 0  # frames refined over all sessions of the run (saved with the state)
         # The teacher searches from the seed's encoder, kept frozen: searching from the student's own
         # latents fed back on itself (its growing margins leave the search fewer bits to flip) and
         # lost 0.2 dB on kodak-frames in 220 steps, where this fixed teacher gains (README, Training).
@@ -303,6 +304,7 @@ class Trainer:
             "opt": json.dumps(m1),
             "entropy_opt": json.dumps(m2),
             "warm_started_from": json.dumps(getattr(self, "warm_started_from", None)),
+            "refined_frames": str(self.refined_frames),
         }
         path = self.run_dir / "state.safetensors"
         tmp = path.with_name(path.name + ".tmp")
@@ -319,6 +321,9 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
+        # States saved before the count: one batch per `distill_reuse` steps, as the buffer refills.
+        legacy = -(-self.step // self.cfg.distill_reuse) * self.cfg.batch_size if self.cfg.distill_refine else 0
+        self.refined_frames = int(meta.get("refined_frames", legacy))
         lineage = json.loads(meta.get("warm_started_from", "null"))  # absent or null: not warm-started
         if lineage:
             self.warm_started_from = lineage
@@ -409,6 +414,7 @@ class Trainer:
             self.distilled["crops"][slots] = crops
             self.distilled["codes"][slots] = refined
             self.distilled_frames += x.shape[0]
+            self.refined_frames += x.shape[0]
         filled = min(self.distilled_frames, len(self.distilled["crops"]))
         pick = torch.from_numpy(self.sampler.rng.integers(0, filled, x.shape[0])).to(x.device)
         xb, target = self.distilled["crops"][pick].float() / 255, self.distilled["codes"][pick].float()
@@ -582,9 +588,8 @@ class Trainer:
             "frames_seen": self.step * self.cfg.batch_size,
             "wall_time_s": round(self.elapsed),
             # With distillation, how many of those frames were refined into targets (one batch per
-            # `distill_reuse` steps; each step draws its batch from the buffer of refined ones).
-            **({"refined_frames": -(-self.step // self.cfg.distill_reuse) * self.cfg.batch_size}
-               if self.cfg.distill_refine else {}),
+            # `distill_reuse` steps, and one more after each resume refills the unsaved buffer).
+            **({"refined_frames": self.refined_frames} if self.cfg.distill_refine else {}),
             "hardware": hardware_summary(self.segments) if self.segments else self.hardware(),
             "segments": merge_segments(self.segments),
             # Where and how often a run saves or logs is not part of what it learns.

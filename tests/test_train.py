@@ -462,3 +462,14 @@ def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_
     cfg = _config(image_folder, tmp_path, 4)
     cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_start_scale = str(seed), True, 10, 0.5
     assert Trainer(cfg, tmp_path / "distil2").cfg.distill_start_scale == 0.5
+
+
+def test_refined_frames_count_the_refill_after_a_resume(image_folder, tmp_path):
+    """The buffer is not saved: a resumed run refines a batch at once, and the card counts it."""
+    cfg = _config(image_folder, tmp_path, 3)  # batch 4
+    cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_reuse = str(_seed_release(image_folder, tmp_path)), True, 2, 2
+    run = tmp_path / "distil"
+    assert train(cfg, run).facts()["refined_frames"] == 8  # steps 0 and 2
+    cfg.steps = 4
+    resumed = train(cfg, run, resume=True)  # step 3 refills the buffer
+    assert resumed.step == 4 and resumed.facts()["refined_frames"] == 12
