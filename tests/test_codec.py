@@ -70,9 +70,41 @@ def test_bf16_decode_is_within_rounding_of_fp32(tiny_path, frame):
     fp32 = Codec(*load_model(tiny_path), decode_precision="fp32")
     bf16 = Codec(*load_model(tiny_path), decode_precision="bf16")
     data = fp32.encode(frame)
-    assert bf16.encode(frame) == data  # the encoder is float32 in both
+    assert bf16.encode(frame) == data  # the encoder is float32 in both (the tiny card does not ask for bf16)
     diff = np.abs(np.asarray(fp32.decode(data), np.int16) - np.asarray(bf16.decode(data), np.int16))
     assert diff.mean() < 2 and diff.max() <= 16
+
+
+def test_encode_precision_follows_the_card_where_the_cpu_has_bf16_units(tiny_path, frame, monkeypatch):
+    """auto: bf16 only for a card that asks for it, on a CPU with bf16 units; explicit values override."""
+    import compressor.codec as codec_module
+    from compressor.checkpoint import load_model
+    from compressor.codec import Codec
+
+    def codec(card_says=None, **kw):
+        model, card = load_model(tiny_path)
+        if card_says:
+            card.card["encode_precision"] = card_says
+        return Codec(model, card, **kw)
+
+    frames = [np.random.default_rng(i).integers(0, 256, (128, 256, 3), dtype=np.uint8) for i in range(8)]
+    fp32 = codec(encode_precision="fp32")
+    bf16 = codec(encode_precision="bf16")
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = fp32.model.encode_symbols(x).numpy()
+    got = np.stack([bf16.encode_symbols(f) for f in frames])
+    np.testing.assert_array_equal(got, want)  # the encoder under bf16 autocast
+    # The tiny model's margins are small: bf16 rounding moves some signs, so the bytes tell the two apart.
+    assert bf16.encode_batch(frames) != fp32.encode_batch(frames)
+    np.testing.assert_array_equal(np.stack([bf16.decode_symbols(d)[0] for d in bf16.encode_batch(frames)]), want)
+    for fast in (True, False):
+        monkeypatch.setattr(codec_module, "fast_bf16", lambda: fast)
+        assert codec("bf16").encode_precision == ("bf16" if fast else "fp32")
+        assert codec().encode_precision == "fp32"  # a card that does not ask stays float32
+        assert codec("bf16", encode_precision="fp32").encode_precision == "fp32"
+    with pytest.raises(ValueError, match="encode_precision"):
+        codec(encode_precision="fp16")
 
 
 def test_batch_equals_single(tiny, frame):

@@ -49,6 +49,26 @@ def test_bytes_and_psnr(name, set_name):
     assert abs(recorded["mean_psnr"] - result["mean_psnr"]) < 0.05
 
 
+def test_cards_that_ask_for_bf16_encoding_lose_nothing_measurable():
+    """A card's "encode_precision": "bf16" (vit-distil) must cost under 0.5% of the bits and 0.02 dB
+    against float32 encoding (vit-distil measured 0.15% / 0.22% and 0.000 / -0.004 dB on the two sets)."""
+    from compressor.checkpoint import load_model
+    from compressor.codec import Codec, resolve
+    from compressor.evaluate import expand_paths
+    from compressor.images import to_rgb_array
+
+    asks = [name for name in SHIPPED if compressor.load(name).card.card.get("encode_precision") == "bf16"]
+    assert "vit-distil" in asks
+    for name in asks:
+        codecs = {p: Codec(*load_model(resolve(name)), encode_precision=p) for p in ("fp32", "bf16")}
+        for set_name in FLOORS[name]:
+            frames = [to_rgb_array(f) for f in expand_paths([eval_dir(set_name)])]
+            symbols = {p: np.stack([c.encode_symbols(f) for f in frames]) for p, c in codecs.items()}
+            assert 0 < (symbols["fp32"] != symbols["bf16"]).mean() < 0.005
+            psnr = {p: evaluate_paths([eval_dir(set_name)], model=c)["mean_psnr"] for p, c in codecs.items()}
+            assert abs(psnr["bf16"] - psnr["fp32"]) < 0.02, (name, set_name, psnr)
+
+
 def test_round_trip_within_recorded_psnr(shipped):
     """One frame through the public bytes API decodes at about the PSNR the card records for it."""
     from compressor.metrics import psnr
