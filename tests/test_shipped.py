@@ -23,6 +23,10 @@ FLOORS = {
     "hybrid-1m": {"kodak-frames-128x256": 21.61, "driving-frames-128x256": 21.47},
     "convnext-1m": {"kodak-frames-128x256": 21.83, "driving-frames-128x256": 21.79},
     "cvit-1m": {"kodak-frames-128x256": 21.8, "driving-frames-128x256": 21.62},
+    "vit-1m-distil": {"kodak-frames-128x256": 22.05, "driving-frames-128x256": 21.89},
+    "hybrid-1m-distil": {"kodak-frames-128x256": 21.7, "driving-frames-128x256": 21.53},
+    "convnext-1m-distil": {"kodak-frames-128x256": 22.02, "driving-frames-128x256": 22.06},
+    "cvit-1m-distil": {"kodak-frames-128x256": 21.97, "driving-frames-128x256": 21.85},
 }
 SHIPPED = sorted(shipped_checkpoints())
 CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
@@ -104,7 +108,8 @@ def test_default_model_is_a_shipped_pure_vit():
 # four continued with one GPU recipe to 1,000,320 frames ("-1m"). Others (vit-long, vit-long2: the same
 # architecture trained on more frames; vit-distil: vit-long2's encoder distilled from refinement) are
 # codecs in their own right and say in their cards how they were trained.
-TIERS = ["", "-1m"]
+# "-1m-distil" is each "-1m" model with its encoder distilled from refinement under one CPU recipe.
+TIERS = {"": None, "-1m": "", "-1m-distil": "-1m"}  # tier -> the tier its seeds come from
 
 
 def _recipe(codec) -> dict:
@@ -116,7 +121,7 @@ def _recipe(codec) -> dict:
     return recipe
 
 
-@pytest.mark.parametrize("suffix", TIERS, ids=["240k", "1m"])
+@pytest.mark.parametrize("suffix", TIERS, ids=["240k", "1m", "1m-distil"])
 def test_each_comparison_tier_shares_one_recipe(suffix):
     """Fair comparison: within a tier every architecture has the same recipe, frames and kind of seed."""
     from compressor.registry import ARCHITECTURES
@@ -129,9 +134,26 @@ def test_each_comparison_tier_shares_one_recipe(suffix):
     assert len(frames) == 1
     for arch, codec in codecs.items():
         seed = codec.training.get("warm_started_from")
-        if suffix:  # continued from the tier below, the same architecture's checkpoint
-            below = compressor.load(arch)
-            assert seed["name"] == arch and seed["model_id"] == f"{below.model_id:04x}"
-            assert seed["frames_seen"] == below.training["frames_seen"]
+        if TIERS[suffix] is not None:  # continued from the tier below, the same architecture's checkpoint
+            below = compressor.load(arch + TIERS[suffix])
+            assert seed["name"] == arch + TIERS[suffix] and seed["model_id"] == f"{below.model_id:04x}"
+            ancestors = below.training.get("warm_started_from", {}).get("frames_seen", 0)
+            assert seed["frames_seen"] == below.training["frames_seen"] + ancestors
         else:
             assert seed is None
+
+
+def test_a_frozen_decoder_is_its_seeds_bit_for_bit():
+    """Cards trained with freeze_decoder (the distilled models) decode with exactly their seed's decoder,
+    so the quality they gained is the encoder's alone."""
+    import torch
+
+    frozen = [compressor.load(n) for n in SHIPPED]
+    frozen = [c for c in frozen if c.training["recipe"].get("freeze_decoder")]
+    assert "vit-distil" in [c.name for c in frozen]
+    for codec in frozen:
+        lineage = codec.training["warm_started_from"]
+        seed = compressor.load(lineage["name"])
+        assert f"{seed.model_id:04x}" == lineage["model_id"]
+        theirs = seed.model.decoder.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in codec.model.decoder.state_dict().items()), codec.name

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The "-1m-distil" tier of the equal-budget comparison: each architecture's "-1m" checkpoint with its
+# encoder distilled from 30-step refinement (decoder frozen), one recipe for all four: 150 steps of 32
+# frames, a batch refined every 4 steps (1,216 refined frames), same data, crop pool and seed. Runs on
+# the CPU (session 9: 2 threads, roughly 11-15 minutes per model, most of it in the refinement).
+#
+# usage: bash examples/distil_tier.sh [DATA_DIR] [RUNS_DIR]
+set -euo pipefail
+data=${1:-../shared/data/train}
+runs=${2:-runs}
+for arch in vit hybrid convnext cvit; do
+    compressor train --encoder "$arch" --data "$data" --out "$runs/$arch-1m-distil" --steps 150 \
+        --set init_from="checkpoints/$arch-1m.safetensors" --set freeze_decoder=true --set distill_refine=30 \
+        --set lr=2e-4 --set batch_size=32 --set warmup_steps=50 --set decay_fraction=0.3 --set val_every=50
+    compressor export "$runs/$arch-1m-distil" "checkpoints/$arch-1m-distil.safetensors" --name "$arch-1m-distil"
+    for set in kodak-frames-128x256 driving-frames-128x256 kodak; do
+        compressor eval "../shared/data/eval/$set" --model "checkpoints/$arch-1m-distil.safetensors" --record "$set" | tail -1
+    done
+done
