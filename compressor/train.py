@@ -343,9 +343,9 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if not k.startswith("bottleneck.")]:
             raise ValueError(f"{path} does not fit this model config")
+        self.seed_start_scale = float(info.card.get("refine_start_scale", 1.0))
         # The card must count the frames behind the seed weights too, or a warm-started model would
         # look as if it had learned from this run alone.
-        self.seed_start_scale = float(info.card.get("refine_start_scale", 1.0))
         seed = info.card.get("training", {})
         ancestors = seed.get("warm_started_from", {})  # already the sum over the seed's own seeds
         self.warm_started_from = {

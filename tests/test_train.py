@@ -467,7 +467,8 @@ def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_
 def test_refined_frames_count_the_refill_after_a_resume(image_folder, tmp_path):
     """The buffer is not saved: a resumed run refines a batch at once, and the card counts it."""
     cfg = _config(image_folder, tmp_path, 3)  # batch 4
-    cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_reuse = str(_seed_release(image_folder, tmp_path)), True, 2, 2
+    cfg.init_from, cfg.freeze_decoder = str(_seed_release(image_folder, tmp_path)), True
+    cfg.distill_refine, cfg.distill_reuse = 2, 2
     run = tmp_path / "distil"
     assert train(cfg, run).facts()["refined_frames"] == 8  # steps 0 and 2
     cfg.steps = 4
