@@ -47,6 +47,11 @@ class ModelCard:
     card: dict = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def refine_start_scale(self) -> float:
+        """What refinement multiplies this encoder's latent by before its search (`compressor.refine`; 1 if unsaid)."""
+        return float(self.card.get("refine_start_scale", 1.0))
+
 
 def checkpoint_dirs() -> list[Path]:
     dirs = []

@@ -80,8 +80,7 @@ class Codec:
         # Global attention is coded in windows of the frame it was trained on (compressor.tiling).
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
-        # Refinement searches from the encoder's latent times this (`compressor.refine`; 1 unless the card says).
-        self.refine_start_scale = float(card.card.get("refine_start_scale", 1.0))
+        self.refine_start_scale = card.refine_start_scale  # an attribute, so a caller may search at another scale
 
     # --- metadata ---------------------------------------------------------------------------
     @property

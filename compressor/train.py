@@ -343,7 +343,7 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if not k.startswith("bottleneck.")]:
             raise ValueError(f"{path} does not fit this model config")
-        self.seed_start_scale = float(info.card.get("refine_start_scale", 1.0))
+        self.seed_start_scale = info.refine_start_scale
         # The card must count the frames behind the seed weights too, or a warm-started model would
         # look as if it had learned from this run alone.
         seed = info.card.get("training", {})
