@@ -111,26 +111,31 @@ class Codec:
         return f"Codec(name={self.name!r}, model_id={self.model_id:04x}, parameters={self.parameters})"
 
     # --- encode -----------------------------------------------------------------------------
-    def encode(self, image, *, refine: int = 0, tile: bool = True, overlap: bool = True) -> bytes:
-        return self.encode_batch([image], refine=refine, tile=tile, overlap=overlap)[0]
+    def encode(self, image, *, refine: int = 0, flips: int = 0, tile: bool = True, overlap: bool = True) -> bytes:
+        return self.encode_batch([image], refine=refine, flips=flips, tile=tile, overlap=overlap)[0]
 
-    def encode_batch(self, images, *, refine: int = 0, tile: bool = True, overlap: bool = True) -> list[bytes]:
+    def encode_batch(self, images, *, refine: int = 0, flips: int = 0, tile: bool = True,
+                     overlap: bool = True) -> list[bytes]:
         """Encode many images; images of the same size share model passes of up to `self.batch` frames.
 
         `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
-        reconstructs better (`compressor.refine`): slower encoding, same format, never worse.
-        Refined bytes are exact on one machine but may differ across CPUs (bf16 rounding).
+        reconstructs better; `flips` > 0 searches with that many greedy rounds of bit flips instead
+        (`compressor.refine`: fewer passes go further with flips, more with refine). Either is slower
+        encoding, same format, never worse than the plain code. Searched bytes are exact on one machine
+        but may differ across CPUs (bf16 rounding).
         `tile=False` codes an image larger than a global-attention model's training frame whole
         rather than in windows of that frame (slower and, for the shipped models, far worse);
         `overlap=False` cuts it in tiles side by side, not overlapping (3.5x fewer network passes,
         0.2 dB worse on Kodak).
         """
-        if refine < 0:
-            raise ValueError(f"refine must be 0 or more steps, not {refine}")
+        if refine < 0 or flips < 0:
+            raise ValueError(f"refine and flips must be 0 or more, not {refine} and {flips}")
+        if refine and flips:
+            raise ValueError("refine and flips are two searches: choose one")
         arrays = [to_rgb_array(im) for im in images]
         for a in arrays:
             self._check_pixels(a.shape[0], a.shape[1])
-        from compressor.refine import refine_symbols
+        from compressor.refine import flip_symbols, refine_symbols
 
         bf16 = self.decode_precision == "bf16"  # a search runs the decoder as decode will run it
 
@@ -139,6 +144,8 @@ class Codec:
             if refine:
                 return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t,
                                       start_scale=self.refine_start_scale)
+            if flips:
+                return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t))
             return self._encode_symbols(x, t)
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
@@ -153,10 +160,16 @@ class Codec:
 
     def _encode_symbols(self, x, tiling: Tiling | None):
         """(B, 3, H, W) in [0, 1] -> uint8 symbols, the encoder at this codec's `encode_precision`."""
+        from compressor.bottleneck import symbols_from_latent
+
+        return symbols_from_latent(self._encode_latent(x, tiling))
+
+    def _encode_latent(self, x, tiling: Tiling | None):
+        """(B, 3, H, W) in [0, 1] -> the encoder's float32 latent (B, C, gh, gw) at `encode_precision`."""
         import torch
 
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16"):
-            return self.model.encode_symbols(x, tiling)
+            return self.model.encode_latent(self.model.pad(x), tiling).float()
 
     def _tiling_for(self, height: int, width: int, tile: bool = True, overlap: bool = True) -> Tiling | None:
         """How an image of this size is cut into network passes, or None when it is coded whole."""

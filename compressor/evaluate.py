@@ -35,15 +35,15 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
-def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = True, overlap: bool = True,
-                   device: str = "cpu", verbose: bool = False) -> dict:
+def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, flips: int = 0, tile: bool = True,
+                   overlap: bool = True, device: str = "cpu", verbose: bool = False) -> dict:
     """Encode and decode every image; per-image and mean bytes, bpp and PSNR."""
     import compressor
 
     codec = model if hasattr(model, "encode_batch") else compressor.load(model, device=device)
     files = expand_paths(paths)
     originals = [to_rgb_array(f) for f in files]
-    datas = codec.encode_batch(originals, refine=refine, tile=tile, overlap=overlap)
+    datas = codec.encode_batch(originals, refine=refine, flips=flips, tile=tile, overlap=overlap)
     decoded = codec.decode_batch_arrays(datas)
     per_image = []
     for f, a, d, data in zip(files, originals, decoded, datas):
@@ -55,6 +55,7 @@ def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, tile: bool = 
     summary = {
         "model": codec.name,
         "refine": refine,
+        "flips": flips,
         # How images above a global-attention model's training frame were cut (Codec.encode_batch).
         "tiling": ("overlap" if overlap else "tiles") if tile else "whole",
         "images": len(files),
@@ -98,7 +99,8 @@ def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[n
 
 
 def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, threads: int | None = None,
-                  size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0, device: str = "cpu") -> dict:
+                  size: tuple[int, int] = (128, 256), repeats: int = 5, refine: int = 0, flips: int = 0,
+                  device: str = "cpu") -> dict:
     """Frames/s of encode_batch and decode_batch_arrays, `batch` frames per call; median of `repeats`."""
     import torch
 
@@ -108,11 +110,11 @@ def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, th
     codec = compressor.load(model, device=device)
     images = synthetic_frames(frames, size)
     chunks = [images[i : i + batch] for i in range(0, frames, batch)]
-    codec.decode_batch_arrays(codec.encode_batch(chunks[0], refine=refine))  # warm-up
+    codec.decode_batch_arrays(codec.encode_batch(chunks[0], refine=refine, flips=flips))  # warm-up
     enc, dec = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        datas = [codec.encode_batch(c, refine=refine) for c in chunks]
+        datas = [codec.encode_batch(c, refine=refine, flips=flips) for c in chunks]
         enc.append(frames / (time.perf_counter() - t))
         t = time.perf_counter()
         for d in datas:
@@ -128,6 +130,7 @@ def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, th
                    else f"cpu ({platform.processor() or platform.machine()})"),
         "repeats": repeats,
         "refine": refine,
+        "flips": flips,
         "encode_fps": statistics.median(enc),
         "decode_fps": statistics.median(dec),
     }

@@ -1,15 +1,20 @@
-"""Encoder-side refinement: search for the binary code that this decoder reconstructs best.
+"""Encoder-side search: look, frame by frame, for a binary code this decoder reconstructs better.
 
-The encoder is a fast, amortized guess at the code. Refinement treats the code of each frame as free
-variables: starting from the encoder's real-valued output, it takes `steps` Adam steps on the
-reconstruction error through the decoder, with a straight-through sign (forward: sign, backward:
-identity), and keeps, frame by frame, the best hard code it has seen. The starting code counts, so a
-refined frame is never worse than the plain encoder's (as the decoder is run at decode time, in the
-same precision). The file format and the decoder do not change: every decoder reads refined files.
+The encoder is a fast, amortized guess at the code. Two searches improve on it, each spending decoder
+forward and backward passes per frame; neither changes the file format or the decoder, and each keeps,
+frame by frame, the best hard code it has seen, the encoder's own included, so a searched frame is
+never worse than the plain encoder's (as the decoder is run at decode time, in the same precision).
 
-Each step costs one decoder forward and backward pass: with 30 steps `compressor speed --refine 30`
-measured 2.1 frames/s for vit and 2.7 for convnext (batch 32, 128x256, 2 threads), against 184 and
-75 plain. So it is opt-in: `encode(..., refine=30)`, `compress --refine 30`.
+- `refine_symbols` (`refine=N`) treats the code as free variables: starting from the encoder's
+  real-valued output, it takes N Adam steps on the reconstruction error through the decoder, with a
+  straight-through sign (forward: sign, backward: identity). Slow to start, it goes furthest: with 30
+  steps `compressor speed --refine 30` measured 2.1 frames/s for vit and 2.7 for convnext (batch 32,
+  128x256, 2 threads), against 184 and 75 plain.
+- `flip_symbols` (`flips=R`) takes R greedy rounds: one gradient at the current code ranks, to first
+  order, the bits the encoder is least sure of, and the best of them are flipped. It gains more than
+  Adam for up to about five passes and then stops gaining.
+
+Both are opt-in: `encode(..., refine=30)` or `encode(..., flips=3)`; `compress --refine 30 | --flips 3`.
 """
 from __future__ import annotations
 
@@ -65,4 +70,67 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
             # Unclamped for the gradient, or pixels pushed past 0 or 1 would stop pulling.
             (z.grad,) = torch.autograd.grad((out - x).pow(2).mean(dim=(1, 2, 3)).sum(), [z])
             opt.step()
+    return symbols_from_latent(best)
+
+
+# Of each frame's bits, the share the encoder is least sure of (smallest |y|) that a flip may touch,
+# and the share flipped per round. The first-order gain picks the right bits only among uncertain ones:
+# vit-distil on kodak-frames, one round of 0.9% of the bits: 22.51 -> 22.68 dB among the 10% least
+# sure, 22.02 dB among all bits (the linearisation misjudges a flip of a confident bit).
+FLIP_CANDIDATES = 0.1
+FLIP_SHARE = 16 / 1792
+
+
+def flip_symbols(model, images: torch.Tensor, *, rounds: int, bf16: bool = False, tiling: Tiling | None = None,
+                 latent: torch.Tensor | None = None, candidates: float = FLIP_CANDIDATES,
+                 share: float = FLIP_SHARE) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), improved by `rounds` greedy flip rounds.
+
+    Each round runs the decoder forward and backward once on the current hard code, estimates to first
+    order how much flipping each bit would lower the frame's squared error (2 * grad * bit), and flips,
+    per frame, the `share` of its bits with the largest positive estimate among those still allowed: the
+    `candidates` share with the smallest |latent|, each bit at most once. A last forward pass scores the
+    final code, and each frame keeps the best code seen, the encoder's own included, scored as decode
+    produces it: never worse than plain encoding. `latent` is the encoder's real-valued output (B, C,
+    gh, gw) to start from, as the codec computed it (so the starting code is the plain file's code);
+    None runs the encoder here in float32.
+
+    Against Adam refinement (`refine_symbols`) at equal decoder passes, on kodak-frames with `vit-distil`:
+    3 rounds 22.79 dB (Adam, 3 steps: 22.68), 5 rounds 22.81 (22.76); past about 5 rounds it stops
+    gaining while Adam goes on (10 steps: 22.87, 30 steps: 23.04).
+    """
+    if not 0 < candidates <= 1 or not 0 < share <= 1:
+        raise ValueError("candidates and share must lie in (0, 1]")
+    with torch.inference_mode(False), torch.enable_grad():
+        x = images.clone()  # a normal tensor: autograd refuses inference-mode tensors
+        h, w = x.shape[-2:]
+        with torch.no_grad():
+            y = (model.encode_latent(model.pad(x), tiling) if latent is None else latent.clone()).float()
+        code = hard_sign(y)  # (B, C, gh, gw) in {-1, +1}
+        margin = y.abs().flatten(1)  # (B, bits)
+        bits = margin.shape[1]
+        threshold = margin.kthvalue(max(1, round(candidates * bits)), dim=1, keepdim=True).values  # (B, 1)
+        allowed = margin <= threshold  # (B, bits)
+        k = max(1, round(share * bits))
+        best = code.clone()
+        best_err = torch.full((x.shape[0],), float("inf"), device=x.device)
+        for step in range(rounds + 1):
+            current = code.detach().requires_grad_(step < rounds)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.decode_latent(current, tiling)[..., :h, :w].float()  # (B, 3, H, W)
+            with torch.no_grad():
+                err = (out.clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+                better = err < best_err
+                best[better] = code[better]
+                best_err = torch.where(better, err, best_err)
+            if step == rounds:
+                break
+            # Unclamped for the gradient, as in refine_symbols.
+            (grad,) = torch.autograd.grad((out - x).pow(2).mean(dim=(1, 2, 3)).sum(), [current])
+            with torch.no_grad():
+                gain = (2 * grad * code).flatten(1).masked_fill(~allowed, -float("inf"))  # (B, bits)
+                top = gain.topk(k, dim=1)
+                flip = torch.zeros_like(allowed).scatter_(1, top.indices, top.values > 0)  # (B, bits)
+                code = torch.where(flip, -code.flatten(1), code.flatten(1)).view_as(code)
+                allowed &= ~flip
     return symbols_from_latent(best)

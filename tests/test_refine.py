@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import compressor
+from compressor import bitstream
 from compressor.cli import compress_main
 from compressor.metrics import psnr
 from compressor.refine import refine_symbols
@@ -72,3 +73,70 @@ def test_the_search_starts_at_the_scale_the_card_sets(tiny, frame):
         tiny.refine_start_scale = 1.0
     distil = compressor.load("vit-distil")
     assert distil.card.card["refine_start_scale"] == distil.refine_start_scale == 0.25  # margins 2.6x vit-long2's
+
+
+# --- flips: greedy bit-flip rounds ------------------------------------------------------------------
+def _frames_tensor(frame):
+    rng = np.random.default_rng(1)
+    frames = np.stack([frame, rng.integers(0, 256, frame.shape, dtype=np.uint8), frame[::-1].copy()])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (3, 3, 128, 256)
+
+
+def test_flip_rounds_are_never_worse_and_touch_only_the_least_sure_bits(tiny, frame):
+    from compressor.refine import FLIP_CANDIDATES, FLIP_SHARE, flip_symbols
+
+    x = _frames_tensor(frame)
+    model = tiny.model
+    with torch.inference_mode():
+        y = model.encode_latent(x).float()  # (3, 14, 8, 16)
+    plain = model.encode_symbols(x)
+    rounds = 3
+    flipped = flip_symbols(model, x, rounds=rounds)
+    assert flipped.dtype == torch.uint8 and flipped.shape == plain.shape
+    before, after = _decoded_error(model, plain, x), _decoded_error(model, flipped, x)
+    assert torch.all(after <= before) and after.sum() < before.sum()
+    changed = (flipped != plain).flatten(1)  # (3, 1792)
+    bits = changed.shape[1]
+    assert changed.sum(1).max() <= rounds * round(FLIP_SHARE * bits) and changed.any()
+    margin = y.abs().flatten(1)
+    threshold = margin.kthvalue(round(FLIP_CANDIDATES * bits), dim=1, keepdim=True).values
+    assert not (changed & (margin > threshold)).any()  # confident bits are never flipped
+
+
+def test_zero_rounds_is_the_plain_code_and_flips_reach_the_file(tiny, frame):
+    from compressor.refine import flip_symbols
+
+    x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(flip_symbols(tiny.model, x, rounds=0), tiny.model.encode_symbols(x))
+    assert tiny.encode(frame, flips=0) == tiny.encode(frame)
+    bf16 = tiny.decode_precision == "bf16"
+    want = tiny._pack(flip_symbols(tiny.model, x, rounds=2, bf16=bf16)[0].numpy(), frame.shape[:2])
+    assert tiny.encode(frame, flips=2) == want != tiny.encode(frame)
+
+
+def test_flipped_files_decode_at_any_size_and_through_tiles(tiny, frame):
+    odd = frame[:100, :200]
+    big = np.random.default_rng(3).integers(0, 256, (160, 300, 3), dtype=np.uint8)  # coded in windows
+    for image in (frame, odd, big):
+        data = tiny.encode(image, flips=2)
+        out = np.asarray(tiny.decode(data))
+        assert out.shape == image.shape
+        assert psnr(image, out) >= psnr(image, np.asarray(tiny.decode(tiny.encode(image)))) - 0.01
+    assert bitstream.unpack(tiny.encode(big, flips=1))[0].tiled
+
+
+def test_flips_and_refine_are_one_or_the_other(tiny, frame, tmp_path):
+    with pytest.raises(ValueError, match="choose one"):
+        tiny.encode(frame, refine=3, flips=1)
+    with pytest.raises(ValueError):
+        tiny.encode(frame, flips=-1)
+    src = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(frame).save(src)
+    for argv in (["--refine", "3", "--flips", "1"], ["--flips", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            compress_main([str(src), str(tmp_path / "a.bin"), *argv])
+        assert e.value.code == 2 and not (tmp_path / "a.bin").exists()
+    assert compress_main([str(src), str(tmp_path / "a.bin"), "--flips", "1", "--model", "vit-distil", "-q"]) == 0
+    assert compressor.decode((tmp_path / "a.bin").read_bytes()).size == (256, 128)

@@ -157,3 +157,16 @@ def test_a_frozen_decoder_is_its_seeds_bit_for_bit():
         assert f"{seed.model_id:04x}" == lineage["model_id"]
         theirs = seed.model.decoder.state_dict()
         assert all(torch.equal(v, theirs[k]) for k, v in codec.model.decoder.state_dict().items()), codec.name
+
+
+def test_flip_rounds_lift_the_default_on_every_frame():
+    """`flips=2` with the default on kodak-frames: no frame worse than plain, the mean well up (measured:
+    vit-distil +0.25 dB)."""
+    from compressor.codec import DEFAULT_MODEL
+
+    codec = compressor.load(DEFAULT_MODEL)
+    plain = evaluate_paths([eval_dir("kodak-frames-128x256")], model=codec)
+    flipped = evaluate_paths([eval_dir("kodak-frames-128x256")], model=codec, flips=2)
+    pairs = list(zip(plain["per_image"], flipped["per_image"]))
+    assert all(f["psnr"] >= p["psnr"] - 1e-9 for p, f in pairs)
+    assert flipped["mean_psnr"] > plain["mean_psnr"] + 0.15 and flipped["max_bytes"] <= 232
