@@ -96,7 +96,7 @@ def flip_symbols(model, images: torch.Tensor, *, rounds: int, bf16: bool = False
     None runs the encoder here in float32.
 
     Against Adam refinement (`refine_symbols`) at equal decoder passes, on kodak-frames with `vit-distil`:
-    3 rounds 22.79 dB (Adam, 3 steps: 22.68), 5 rounds 22.81 (22.76); past about 5 rounds it stops
+    3 rounds 22.79 dB (Adam, 3 steps: 22.68), 5 rounds 22.82 (22.76); past about 5 rounds it stops
     gaining while Adam goes on (10 steps: 22.87, 30 steps: 23.04).
     """
     if not 0 < candidates <= 1 or not 0 < share <= 1:
