@@ -26,6 +26,7 @@ import torch
 
 from compressor.data import CropSampler, build_pool, cover_frame, find_images, first_frame, split_files
 from compressor.errors import TrainingError
+from compressor.layers import TransformerBlock
 from compressor.model import CompressionModel, ModelConfig
 
 
@@ -128,6 +129,18 @@ def _watch_for_stops():
         yield continued
     finally:
         signal.signal(signal.SIGCONT, previous)
+
+
+def _grown_blocks(model: torch.nn.Module, missing: list[str]) -> list[TransformerBlock] | None:
+    """The transformer blocks a warm start left wholly unset (the model is deeper than its seed), or
+    None if some other weight is missing, which means the seed does not fit the config."""
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, TransformerBlock)}
+    owners = {next((b for b in blocks if key.startswith(b + ".")), None) for key in missing}
+    if None in owners:
+        return None
+    grown = [blocks[b] for b in sorted(owners)]
+    unset = {f"{b}.{k}" for b in owners for k in blocks[b].state_dict()}
+    return grown if unset == set(missing) else None
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -340,9 +353,17 @@ class Trainer:
 
         released, info = load_model(path)
         weights = {k: v for k, v in released.state_dict().items() if not k.startswith("bottleneck.")}
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("bottleneck.")]:
+        try:
+            missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        except RuntimeError as e:  # a tensor of another shape: a wider or narrower model
+            raise ValueError(f"{path} does not fit this model config ({str(e).splitlines()[1].strip()})") from None
+        grown = _grown_blocks(self.model, [k for k in missing if not k.startswith("bottleneck.")])
+        if unexpected or grown is None:
             raise ValueError(f"{path} does not fit this model config")
+        for block in grown:  # deeper than the seed: the new blocks start as the identity
+            for out in (block.attn.proj, block.mlp.fc2):
+                torch.nn.init.zeros_(out.weight)
+                torch.nn.init.zeros_(out.bias)
         self.seed_start_scale = info.refine_start_scale
         # The card must count the frames behind the seed weights too, or a warm-started model would
         # look as if it had learned from this run alone.
@@ -685,6 +706,12 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
         "licence": "weights trained on ImageNet samples, Cityscapes, CamVid, nuScenes and KITTI frames: "
                    "non-commercial research use only",
     }
+    if cfg.freeze_encoder and Path(cfg.init_from).is_file():
+        from compressor.checkpoint import read_card
+
+        # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds.
+        seed = read_card(cfg.init_from).card
+        card.update({k: seed[k] for k in ("encode_precision",) if k in seed})
     return save_release(output, trainer.model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
 
 

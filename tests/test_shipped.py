@@ -28,6 +28,10 @@ FLOORS = {
     "hybrid-1m-distil": {"kodak-frames-128x256": 21.7, "driving-frames-128x256": 21.53},
     "convnext-1m-distil": {"kodak-frames-128x256": 22.02, "driving-frames-128x256": 22.06},
     "cvit-1m-distil": {"kodak-frames-128x256": 21.97, "driving-frames-128x256": 21.85},
+    "vit-1m-distil-ft": {"kodak-frames-128x256": 22.14, "driving-frames-128x256": 21.97},
+    "hybrid-1m-distil-ft": {"kodak-frames-128x256": 21.72, "driving-frames-128x256": 21.54},
+    "convnext-1m-distil-ft": {"kodak-frames-128x256": 22.15, "driving-frames-128x256": 22.13},
+    "cvit-1m-distil-ft": {"kodak-frames-128x256": 22.07, "driving-frames-128x256": 21.92},
 }
 SHIPPED = sorted(shipped_checkpoints())
 CASES = [(name, s) for name in SHIPPED for s in sorted(FLOORS.get(name, {}))]
@@ -110,8 +114,9 @@ def test_default_model_is_a_shipped_pure_vit():
 # architecture trained on more frames; vit-distil: vit-long2's encoder distilled from refinement;
 # vit-distil-ft: vit-distil's decoder fine-tuned on its codes) are
 # codecs in their own right and say in their cards how they were trained.
-# "-1m-distil" is each "-1m" model with its encoder distilled from refinement under one CPU recipe.
-TIERS = {"": None, "-1m": "", "-1m-distil": "-1m"}  # tier -> the tier its seeds come from
+# "-1m-distil" is each "-1m" model with its encoder distilled from refinement under one CPU recipe, and
+# "-1m-distil-ft" each of those with its decoder fine-tuned on the distilled codes (vit-distil-ft's recipe).
+TIERS = {"": None, "-1m": "", "-1m-distil": "-1m", "-1m-distil-ft": "-1m-distil"}  # tier -> its seeds' tier
 
 
 def _recipe(codec) -> dict:
@@ -123,7 +128,7 @@ def _recipe(codec) -> dict:
     return recipe
 
 
-@pytest.mark.parametrize("suffix", TIERS, ids=["240k", "1m", "1m-distil"])
+@pytest.mark.parametrize("suffix", TIERS, ids=["240k", "1m", "1m-distil", "1m-distil-ft"])
 def test_each_comparison_tier_shares_one_recipe(suffix):
     """Fair comparison: within a tier every architecture has the same recipe, frames and kind of seed."""
     from compressor.registry import ARCHITECTURES

@@ -10,7 +10,7 @@ from PIL import Image
 
 import compressor
 from compressor.model import ModelConfig
-from compressor.train import TrainConfig, Trainer, export_release, learning_rate, train
+from compressor.train import TrainConfig, Trainer, _grown_blocks, export_release, learning_rate, train
 from tests.conftest import TINY_VIT
 
 
@@ -165,8 +165,37 @@ def test_warm_start_from_a_release_checkpoint(image_folder, tmp_path):
     for k, v in codec.model.encoder.state_dict().items():
         assert (warm.model.encoder.state_dict()[k] == v).all(), k
     cfg.model = ModelConfig.from_dict({**TINY_VIT, "decoder_args": {**TINY_VIT["decoder_args"], "dim": 64}})
-    with pytest.raises((ValueError, RuntimeError)):
+    with pytest.raises(ValueError, match="does not fit"):
         Trainer(cfg, tmp_path / "run3")
+
+
+def test_a_deeper_model_grows_from_its_seed_as_the_same_function(image_folder, tmp_path):
+    """Extra transformer blocks start as the identity, so the grown decoder first decodes as its seed;
+    a missing weight that is not a whole new block still refuses the seed."""
+    release = _seed_release(image_folder, tmp_path)
+    cfg = _config(image_folder, tmp_path, 2)
+    cfg.init_from = str(release)
+    cfg.freeze_encoder = True
+    deeper = {**TINY_VIT["decoder_args"], "depth": 3, "refine_depth": 2}
+    cfg.model = ModelConfig.from_dict({**TINY_VIT, "decoder_args": deeper})
+    grown = Trainer(cfg, tmp_path / "grown").model.eval()
+    seed = compressor.load(release).model.eval()
+    assert len(grown.decoder.blocks) == 3 and len(grown.decoder.refine) == 2
+    latent = torch.randint(0, 2, (2, 14, 2, 4)).float() * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(grown.decoder(latent), seed.decoder(latent))
+    assert grown.decoder.blocks[2].mlp.fc2.weight.abs().sum() == 0
+    assert grown.decoder.blocks[2].attn.qkv.weight.abs().sum() > 0  # only the residual outputs start at zero
+    train(cfg, tmp_path / "grown")  # it trains, the new blocks leave zero, and the release rebuilds deeper
+    export_release(tmp_path / "grown", tmp_path / "grown.safetensors", name="grown")
+    codec = compressor.load(tmp_path / "grown.safetensors")
+    assert len(codec.model.decoder.blocks) == 3
+    assert codec.model.decoder.blocks[2].mlp.fc2.weight.abs().sum() > 0
+    cfg.model = ModelConfig.from_dict({**TINY_VIT, "decoder_args": {**deeper, "refine_dim": 32}})
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(cfg, tmp_path / "wider")
+    assert _grown_blocks(grown, ["decoder.blocks.2.norm1.weight"]) is None  # part of a block: not a growth
+    assert _grown_blocks(grown, ["decoder.norm.weight"]) is None
 
 
 def test_a_warm_started_model_counts_the_frames_behind_its_seed(image_folder, tmp_path):
@@ -407,6 +436,23 @@ def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_p
     cfg.init_from = ""
     with pytest.raises(ValueError, match="init_from"):
         validate(cfg)
+
+
+def test_a_fixed_encoder_keeps_its_seeds_encode_precision(image_folder, tmp_path):
+    """The card's encode_precision is a fact about the encoder: a decoder fine-tuned on a seed's fixed
+    codes carries it; a run that trains the encoder does not."""
+    from compressor.checkpoint import read_card, update_card
+
+    seed = _seed_release(image_folder, tmp_path)
+    update_card(seed, {**read_card(seed).card, "encode_precision": "bf16"})
+    for frozen in ("encoder", "decoder"):
+        cfg = _config(image_folder, tmp_path, 2)
+        cfg.init_from = str(seed)
+        setattr(cfg, f"freeze_{frozen}", True)
+        train(cfg, tmp_path / frozen)
+        export_release(tmp_path / frozen, tmp_path / f"{frozen}.safetensors", name=frozen)
+    assert read_card(tmp_path / "encoder.safetensors").card.get("encode_precision") == "bf16"
+    assert "encode_precision" not in read_card(tmp_path / "decoder.safetensors").card
 
 
 def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
