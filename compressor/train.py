@@ -356,7 +356,7 @@ class Trainer:
         try:
             missing, unexpected = self.model.load_state_dict(weights, strict=False)
         except RuntimeError as e:  # a tensor of another shape: a wider or narrower model
-            raise ValueError(f"{path} does not fit this model config ({str(e).splitlines()[1].strip()})") from None
+            raise ValueError(f"{path} does not fit this model config ({str(e).strip().splitlines()[-1].strip()})") from None
         grown = _grown_blocks(self.model, [k for k in missing if not k.startswith("bottleneck.")])
         if unexpected or grown is None:
             raise ValueError(f"{path} does not fit this model config")
