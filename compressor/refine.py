@@ -25,6 +25,7 @@ import torch
 from compressor.bottleneck import hard_sign, symbols_from_latent
 from compressor.tiling import Tiling
 
+
 def _decode_keeping_best(model, code: torch.Tensor, hard: torch.Tensor, x: torch.Tensor, best: torch.Tensor,
                          best_err: torch.Tensor, *, bf16: bool, tiling: Tiling | None) -> torch.Tensor:
     """One search pass: decode `code` (B, C, gh, gw) as decode will run it, cropped to x's size, and

@@ -711,7 +711,8 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
 
         # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds.
         seed = read_card(cfg.init_from).card
-        card.update({k: seed[k] for k in ("encode_precision",) if k in seed})
+        if "encode_precision" in seed:
+            card["encode_precision"] = seed["encode_precision"]
     return save_release(output, trainer.model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
 
 

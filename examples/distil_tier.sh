@@ -14,8 +14,5 @@ for arch in vit hybrid convnext cvit; do
     compressor train --encoder "$arch" --data "$data" --out "$runs/$arch-1m-distil" --steps 150 \
         --set init_from="checkpoints/$arch-1m.safetensors" --set freeze_decoder=true --set distill_refine=30 \
         --set lr=2e-4 --set batch_size=32 --set warmup_steps=50 --set decay_fraction=0.3 --set val_every=50
-    compressor export "$runs/$arch-1m-distil" "checkpoints/$arch-1m-distil.safetensors" --name "$arch-1m-distil"
-    for set in kodak-frames-128x256 driving-frames-128x256 kodak; do
-        compressor eval "../shared/data/eval/$set" --model "checkpoints/$arch-1m-distil.safetensors" --record "$set" | tail -1
-    done
+    bash "$(dirname "$0")/export_and_record.sh" "$runs/$arch-1m-distil" "$arch-1m-distil"
 done

@@ -13,8 +13,5 @@ for arch in vit hybrid convnext cvit; do
         --set device=cuda --set batch_size=512 --set lr=1e-3 --set warmup_steps=300 --set decay_fraction=0.3 \
         --set surrogate_temperature=8 --set pool_size=96000 --set val_every=500 \
         --set init_from="checkpoints/$arch.safetensors"
-    compressor export "$runs/$arch-1m" "checkpoints/$arch-1m.safetensors" --name "$arch-1m"
-    for set in kodak-frames-128x256 driving-frames-128x256 kodak; do
-        compressor eval "../shared/data/eval/$set" --model "checkpoints/$arch-1m.safetensors" --record "$set" | tail -1
-    done
+    bash "$(dirname "$0")/export_and_record.sh" "$runs/$arch-1m" "$arch-1m"
 done

@@ -15,8 +15,5 @@ for arch in vit hybrid convnext cvit; do
     compressor train --encoder "$arch" --data "$data" --out "$runs/$arch-1m-distil-ft" --steps 1500 \
         --set init_from="checkpoints/$arch-1m-distil.safetensors" --set freeze_encoder=true --set lr=5e-5 \
         --set batch_size=16 --set warmup_steps=100 --set decay_fraction=0.5 --set pool_size=48000 --set val_every=500
-    compressor export "$runs/$arch-1m-distil-ft" "checkpoints/$arch-1m-distil-ft.safetensors" --name "$arch-1m-distil-ft"
-    for set in kodak-frames-128x256 driving-frames-128x256 kodak; do
-        compressor eval "../shared/data/eval/$set" --model "checkpoints/$arch-1m-distil-ft.safetensors" --record "$set" | tail -1
-    done
+    bash "$(dirname "$0")/export_and_record.sh" "$runs/$arch-1m-distil-ft" "$arch-1m-distil-ft"
 done
