@@ -514,7 +514,10 @@ class Trainer:
                 t_last = now
                 self.segments[-1].update(last_step=self.step, seconds=round(self.elapsed - segment_start, 1))
                 bar.update(1)
-                if self.step % cfg.log_every == 0:  # every process reaches this together: the check is collective
+                # The last step always logs and validates, so a run's end (and any choice between runs)
+                # never rests on a validation up to `val_every` steps old.
+                last = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or last:  # every process reaches this together: the check is collective
                     self.check_finite(window)
                     terms = torch.stack([torch.stack([w["loss"], w["mse"], w["bpp"]]) for w in window]).float().mean(0)
                     loss, mse, bpp = terms.tolist()  # the one wait for the device in a log window
@@ -525,7 +528,7 @@ class Trainer:
                            "frames_per_s": round(len(window) * cfg.batch_size / max(1e-9, seconds), 1),
                            "loader_share": round(sum(w["data_seconds"] for w in window) / max(1e-9, seconds), 4),
                            "loss": loss, "mse": mse, "bpp": bpp, "psnr": psnr_value}
-                    if self.is_main and self.step % cfg.val_every == 0:
+                    if self.is_main and (self.step % cfg.val_every == 0 or last):
                         rec.update(self.validate())
                         self.plot()
                         t_last = time.time()

@@ -62,6 +62,17 @@ def test_train_export_load_and_code(image_folder, tmp_path, frame):
     assert image.size == (256, 128)
 
 
+def test_the_last_step_is_always_logged_and_validated(image_folder, tmp_path):
+    """A run ending off the log and validation grid (as `--minutes` runs do) still records its final
+    weights' validation, so choosing between runs never rests on a stale one."""
+    run = tmp_path / "run"
+    train(_config(image_folder, tmp_path, 7), run)
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [2, 4, 6, 7]
+    assert ["val_psnr" in l for l in lines] == [False, True, False, True]
+    assert np.isfinite(lines[-1]["val_psnr"]) and np.isfinite(lines[-1]["loss"])
+
+
 def test_resume_continues_at_the_saved_step(image_folder, tmp_path):
     run = tmp_path / "run"
     first = train(_config(image_folder, tmp_path, 4), run)
