@@ -23,7 +23,8 @@ from compressor.errors import ModelError
 FORMAT = "compressor.checkpoint/1"
 # What encode(), `compress` and the other commands use when no model is named: the pure ViT trained
 # longest, its encoder then distilled from refinement and its decoder fine-tuned on the distilled
-# codes (the comparison's `vit` had the same budget as the other architectures; see the README).
+# codes, two rounds of both (the comparison's `vit` had the same budget as the other architectures;
+# see the README).
 DEFAULT_MODEL = "vit-distil2-ft"
 
 
