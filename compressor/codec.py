@@ -203,10 +203,13 @@ class Codec:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
         import torch
 
+        from compressor.layers import cpu_attention_path
+
         parsed = [self._parse(d) for d in datas]
         out: list = [None] * len(parsed)
         bf16 = self.decode_precision == "bf16"
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16), \
+                cpu_attention_path():
             for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
                 sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk])).to(self.device)  # (b, C, gh, gw)
                 images = self.model.decode_symbols(sym, size, tiling)  # (b, 3, H, W)

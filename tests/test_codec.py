@@ -52,11 +52,13 @@ def test_raw_fallback_when_coding_would_not_pay(tiny, frame):
 def test_compress_decompress_equals_eval_forward(tiny_path, frame, precision):
     from compressor.checkpoint import load_model
     from compressor.codec import Codec
+    from compressor.layers import cpu_attention_path
 
     codec = Codec(*load_model(tiny_path), decode_precision=precision)
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     symbols = codec.model.encode_symbols(x)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    # Decoding runs attention on the CPU path (bf16 only; float32 keeps the fused kernel either way).
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), cpu_attention_path():
         expected = codec.model.decode_symbols(symbols, (128, 256))
     expected = (expected * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
     got = np.asarray(codec.decode(codec.encode(frame)))

@@ -1,0 +1,48 @@
+"""The shared attention: its CPU inference path computes what PyTorch's fused kernel computes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from compressor import layers
+from compressor.layers import attend, cpu_attention_path
+
+
+@pytest.mark.parametrize("bias_shape", [None, (1, 2, 64, 64), (6, 2, 64, 64), (64, 64)], ids=str)
+def test_cpu_bf16_inference_path_matches_sdpa(monkeypatch, bias_shape):
+    monkeypatch.setattr(layers, "_CPU_SCORES", 2 * 64 * 64 * 4)  # chunks of 4 frames: 6 frames take two
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 2, 64, 16, generator=g) for _ in range(3))
+    bias = torch.randn(bias_shape, generator=g) if bias_shape else None
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # float32, fused kernel
+    with torch.inference_mode(), cpu_attention_path():
+        fast = attend(*(t.bfloat16() for t in (q, k, v)), None if bias is None else bias.bfloat16())
+    assert fast.dtype == torch.bfloat16 and fast.shape == reference.shape
+    assert torch.allclose(fast.float(), reference, atol=0.03, rtol=0.03)
+
+
+def test_only_decoding_leaves_the_fused_kernel(monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or a[0])
+    q = torch.randn(2, 2, 8, 4).bfloat16()
+    with cpu_attention_path():
+        attend(q.requires_grad_(), q, q)  # gradients on (training): the fused kernel, whose backward it needs
+        with torch.inference_mode():
+            attend(*(q.detach(),) * 3)  # bf16 inference on the CPU: the batched matmuls
+            attend(*(torch.randn(2, 2, 8, 4),) * 3)  # float32 inference: the fused kernel again
+    with torch.inference_mode():
+        attend(*(q.detach(),) * 3)  # outside the context (encoding): the fused kernel
+    assert len(calls) == 3
+
+
+def test_decoding_takes_the_cpu_path_and_encoding_does_not(monkeypatch, tiny_path, frame):
+    import compressor
+
+    seen = []
+    monkeypatch.setattr(layers, "attend", lambda *a, **kw: seen.append(layers._CPU_PATH.get()) or
+                        F.scaled_dot_product_attention(*a[:3], attn_mask=a[3] if len(a) > 3 else None))
+    codec = compressor.load(tiny_path)
+    data = codec.encode(frame)
+    assert seen and not any(seen)
+    seen.clear()
+    codec.decode(data)
+    assert seen and all(seen)
