@@ -60,15 +60,17 @@ class MLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-# Set by `cpu_attention_path()`: only decoding takes the CPU path below. An encoder's bf16 rounding decides
-# bits (the signs of latents near zero), and the path's bf16 scores flipped more of them than the fused
-# kernel does (up to 0.51% against fp32 encoding, where the fused kernel flips at most 0.43%).
+# Set by `cpu_attention_path()`: decoding, the encoder-side searches' decoder passes (backward included,
+# so they score a code as decoding will compute it) and training take the CPU path below. At encode time
+# an encoder's bf16 rounding decides bits (the signs of latents near zero), and the path's bf16 scores
+# flipped more of them than the fused kernel does (up to 0.51% against fp32 encoding, where the fused
+# kernel flips at most 0.43%), so encoding keeps the fused kernel and files stay as they were.
 _CPU_PATH: ContextVar[bool] = ContextVar("cpu_attention_path", default=False)
 
 
 @contextmanager
 def cpu_attention_path():
-    """Within this context, bf16 inference on a CPU runs attention as `attend`'s batched matmuls."""
+    """Within this context, bf16 attention on a CPU runs as `attend`'s batched matmuls."""
     token = _CPU_PATH.set(True)
     try:
         yield
@@ -84,12 +86,13 @@ _CPU_SCORES = 1 << 21
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(hd) + bias) v for (B, heads, N, hd) tensors; `bias` additive, broadcastable.
 
-    Training, GPUs, float32 and encoders go through PyTorch's fused SDPA kernel. bf16 inference on a CPU
-    inside `cpu_attention_path()` (decoding) runs as two batched matmuls (bf16 matrix units) and a
+    GPUs, float32 and encoding go through PyTorch's fused SDPA kernel. bf16 on a CPU inside
+    `cpu_attention_path()` (decoder passes, training) runs as two batched matmuls (bf16 matrix units) and a
     softmax, a few frames at a time, where the fused kernel measured 2.5-3.5x slower (32 frames, 2
-    threads: 5.5 -> 1.6 ms for 128 tokens, 25 -> 10 ms for 512).
+    threads: 5.5 -> 1.6 ms for 128 tokens, 25 -> 10 ms for 512); autograd differentiates it as it
+    stands, and backward passes gain too (the fused kernel's CPU backward is slower still).
     """
-    if not _CPU_PATH.get() or torch.is_grad_enabled() or q.device.type != "cpu" or q.dtype != torch.bfloat16:
+    if not _CPU_PATH.get() or q.device.type != "cpu" or q.dtype != torch.bfloat16:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     b, heads, n, hd = q.shape
     step = max(1, _CPU_SCORES // (heads * n * n))

@@ -23,19 +23,21 @@ import math
 import torch
 
 from compressor.bottleneck import hard_sign, symbols_from_latent
+from compressor.layers import cpu_attention_path
 from compressor.tiling import Tiling
 
 
 def _decode_keeping_best(model, code: torch.Tensor, hard: torch.Tensor, x: torch.Tensor, best: torch.Tensor,
                          best_err: torch.Tensor, *, bf16: bool, tiling: Tiling | None) -> torch.Tensor:
-    """One search pass: decode `code` (B, C, gh, gw) as decode will run it, cropped to x's size, and
-    where the frame's error beats `best_err`, keep the hard code `hard` in `best` (both updated in place).
+    """One search pass: decode `code` (B, C, gh, gw) as decode will run it (precision, attention path),
+    cropped to x's size, and where the frame's error beats `best_err`, keep the hard code `hard` in
+    `best` (both updated in place).
 
     Scored as decode produces it (clamped); returned unclamped (B, 3, H, W) for the gradient, or pixels
     pushed past 0 or 1 would stop pulling.
     """
     h, w = x.shape[-2:]
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16), cpu_attention_path():
         out = model.decode_latent(code, tiling)[..., :h, :w].float()  # (B, 3, H, W)
     with torch.no_grad():
         err = (out.clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))

@@ -62,6 +62,20 @@ def test_train_export_load_and_code(image_folder, tmp_path, frame):
     assert image.size == (256, 128)
 
 
+def test_training_on_a_cpu_runs_attention_on_the_cpu_path(image_folder, tmp_path, monkeypatch):
+    """Every bf16 pass, steps and validation alike (1.2-1.3x a step against the fused kernel's backward);
+    the float32 sample figure takes the fused kernel whatever the context says."""
+    from compressor import layers
+
+    seen = []
+    attend = layers.attend
+    monkeypatch.setattr(layers, "attend", lambda *a, **kw: seen.append((a[0].dtype, layers._CPU_PATH.get()))
+                        or attend(*a, **kw))
+    train(_config(image_folder, tmp_path, 4), tmp_path / "run")
+    assert {on_path for dtype, on_path in seen if dtype == torch.bfloat16} == {True}
+    assert not layers._CPU_PATH.get()  # and the context is left behind
+
+
 def test_the_last_step_is_always_logged_and_validated(image_folder, tmp_path):
     """A run ending off the log and validation grid (as `--minutes` runs do) still records its final
     weights' validation, so choosing between runs never rests on a stale one."""
