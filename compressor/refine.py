@@ -3,13 +3,15 @@
 The encoder is a fast, amortized guess at the code. Two searches improve on it, each spending decoder
 forward and backward passes per frame; neither changes the file format or the decoder, and each keeps,
 frame by frame, the best hard code it has seen, the encoder's own included, so a searched frame is
-never worse than the plain encoder's (as the decoder is run at decode time, in the same precision).
+never worse than the plain encoder's (as the decoder is run at decode time: same precision, same attention
+path, so the scores are decoding's own).
 
 - `refine_symbols` (`refine=N`) treats the code as free variables: starting from the encoder's
   real-valued output, it takes N Adam steps on the reconstruction error through the decoder, with a
   straight-through sign (forward: sign, backward: identity). Slow to start, it goes furthest: with 30
   steps `compressor speed --refine 30` measured 2.1 frames/s for vit and 2.7 for convnext (batch 32,
-  128x256, 2 threads), against 184 and 75 plain.
+  128x256, 2 threads), against 184 and 75 plain (3.2 for vit-distil2-ft since the decoder passes run
+  on the CPU attention path).
 - `flip_symbols` (`flips=R`) takes R greedy rounds: one gradient at the current code ranks, to first
   order, the bits the encoder is least sure of, and the best of them are flipped. It gains more than
   Adam for up to about five passes and then stops gaining.
