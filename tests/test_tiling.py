@@ -153,6 +153,34 @@ def test_refinement_runs_through_the_tiles(tiny):
     assert psnr(img, np.asarray(tiny.decode(refined))) >= psnr(img, np.asarray(tiny.decode(plain))) - 0.01
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_gradient_passes_recompute_on_the_same_path_to_the_same_gradient(tiny, monkeypatch, overlap):
+    """A search's passes over windows keep no activations: each is recomputed in the backward pass, in the
+    forward's context (the CPU attention path), to exactly the gradient a pass keeping them gives."""
+    from compressor import layers, tiling
+
+    code = torch.randn(2, 14, 10, 19).sign()  # (B, C, gh, gw): over the 8x16 training grid, so tiled
+    target = torch.rand(2, 3, 160, 304)
+    seen = []
+    attend = layers.attend
+    monkeypatch.setattr(layers, "attend", lambda *a, **kw: seen.append(layers._CPU_PATH.get()) or attend(*a, **kw))
+
+    def gradient():
+        c = code.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16), layers.cpu_attention_path():
+            out = tiny.model.decode_latent(c, Tiling((8, 16), overlap)).float()
+        (out - target).pow(2).sum().backward()
+        return c.grad
+
+    recomputed = gradient()
+    calls = len(seen)
+    assert seen and all(seen)
+    monkeypatch.setattr(tiling, "_pass", lambda fn, batch: fn(batch))  # keep the activations instead
+    kept = gradient()
+    assert len(seen) - calls == calls // 2  # one forward per pass, where recomputing ran two
+    assert torch.equal(recomputed, kept)
+
+
 def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
     """kodim23 at 512x768 with vit-long2: overlapping windows 26.0 dB, tiles side by side 25.5 dB, whole
     17.1 dB, at about the same bytes; the 16-pixel bands on the tile borders gain 1.0 dB (24.0 -> 25.0)."""
