@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 # Tiles per network pass: bounds memory when a batch of large images becomes thousands of tiles. A
 # search's passes carry gradients and keep more per tile; fewer a pass held one 1080x1920 frame's
-# `flips=1` to 1.6 GB (3.2 GB at 64), at the same bytes and no slower (9.6 s against 10.4).
+# `flips=1` to 1.6 GB (3.2 GB at 64), at the same bytes and no slower (9.6 s against 10.4 at 64).
 TILES_PER_PASS = 64
 TILES_PER_GRADIENT_PASS = 16
 
