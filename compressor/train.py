@@ -2,7 +2,7 @@
 
 The network runs under bf16 autocast (AMX on these CPUs); the entropy model and the losses stay in
 float32. On a CPU its attention runs as batched matmuls (`layers.cpu_attention_path`): PyTorch's fused
-kernel, backward included, made a step 1.16-1.3x slower. The network and the entropy model have
+kernel, backward included, made a step 1.1-1.35x slower. The network and the entropy model have
 separate optimizers (as in CompressAI), checked to hold disjoint parameters. The learning rate warms
 up, stays flat, and decays linearly over the last `decay_fraction` of the steps (warmup-stable-decay),
 so a run can be extended by resuming with more steps and still ends annealed.
@@ -388,7 +388,7 @@ class Trainer:
         for opt in (self.opt, self.entropy_opt):
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, self.step) * (cfg.entropy_lr / cfg.lr if opt is self.entropy_opt else 1)
-        with cpu_attention_path():  # bf16 on a CPU: attention as batched matmuls, 1.16-1.3x a step
+        with cpu_attention_path():  # bf16 on a CPU: attention as batched matmuls, 1.1-1.35x a step
             if cfg.distill_refine:
                 loss, mse, bpp = self._distill_loss(x)
             else:
