@@ -77,7 +77,11 @@ class Bottleneck(nn.Module):
         self.register_buffer("cdf", cdf)  # (C, 3)
         self.entropy_model = None
         if trainable:
-            from compressai.entropy_models import EntropyBottleneck
+            import warnings
+
+            with warnings.catch_warnings():  # compressai's import calls torch.jit.script, deprecated in torch 2.x
+                warnings.simplefilter("ignore", FutureWarning)
+                from compressai.entropy_models import EntropyBottleneck
 
             self.entropy_model = EntropyBottleneck(latent_channels)
             # Its quantiles serve CompressAI's own range coding, which we replace with the frozen

@@ -177,14 +177,17 @@ def read_card(path: str | os.PathLike) -> ModelCard:
             header = json.loads(f.read(header_len))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ModelError(f"cannot read checkpoint {path}: {e}") from None
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a compressor checkpoint (format {meta.get('format')!r})")
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelError(f"{path} is not a compressor checkpoint (format {found!r})")
     try:
         config = json.loads(meta["config"])
         card = json.loads(meta.get("card", "{}"))
         model_id = int(meta["model_id"], 16)
-    except (KeyError, ValueError) as e:
+        if not isinstance(config, dict) or not isinstance(card, dict):
+            raise ValueError("config and card must be JSON objects")
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} has a malformed header: {e}") from None
     return ModelCard(name=card.get("name", path.stem), model_id=model_id, config=config, card=card, path=path)
 
@@ -205,13 +208,14 @@ def load_model(path: str | os.PathLike):
         raise ModelError(f"{info.path}: weights do not match the checkpoint's model id (file altered?)")
     try:
         model = CompressionModel.from_config(ModelConfig.from_dict(info.config))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size (negative, say)
         raise ModelError(f"{info.path}: config does not build a model: {e}") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ModelError(f"{info.path}: weights do not fit the config: {first}") from None
+        lines = [line.strip() for line in str(e).strip().splitlines()]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # the first line only names the model class
+        raise ModelError(f"{info.path}: weights do not fit the config: {detail}") from None
     model.eval()
     return model, info

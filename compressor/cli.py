@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -37,12 +38,36 @@ def _run(prog: str, fn, args) -> int:
         return 130
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permission bits `path` should get: an existing file's own, else what open() gives under the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place."""
+    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place.
+
+    The file gets the permissions a plain open() would give it (the temp file's are owner-only). A target
+    that exists and is not a regular file (/dev/null, a pipe) is written into, not replaced.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        if data is None:
+            with tempfile.TemporaryDirectory() as scratch:
+                tmp = Path(scratch) / ("out" + path.suffix)
+                writer(str(tmp))
+                data = tmp.read_bytes()
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"output folder does not exist: {directory}")
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -50,6 +75,7 @@ def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
                 f.write(data)
         if writer is not None:
             writer(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -92,6 +118,8 @@ def _image_format(path: Path) -> str:
     fmt = Image.EXTENSION.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"cannot tell the image format of {path}; use .png, .jpg, .webp, ...")
+    if fmt not in Image.SAVE:  # Pillow reads some formats (PSD, CUR, FITS, ...) it cannot write
+        raise UserError(f"cannot write {fmt} images ({path}); use .png, .jpg, .webp, ...")
     return fmt
 
 
@@ -112,6 +140,13 @@ def _steps(text: str) -> int:
     n = int(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
     return n
 
 
@@ -243,7 +278,16 @@ def _train(args) -> None:
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
         cfg = TrainConfig()
         if args.config:
-            cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+            try:
+                fields = json.loads(Path(args.config).read_text())
+            except ValueError as e:
+                raise UserError(f"{args.config} is not valid JSON: {e}") from None
+            if not isinstance(fields, dict):
+                raise UserError(f"{args.config} must hold a JSON object of TrainConfig fields")
+            try:
+                cfg = TrainConfig.from_dict(fields)
+            except (TypeError, ValueError) as e:
+                raise UserError(f"{args.config}: {e}") from None
     overrides = list(args.set or [])
     if args.encoder:
         overrides.append(f"model.encoder={args.encoder}")
@@ -257,6 +301,9 @@ def _train(args) -> None:
     if args.data:
         cfg.data = [str(Path(d)) for d in args.data]
     validate(cfg)
+    missing = [d for d in cfg.data if not Path(d).expanduser().exists()]
+    if missing:  # checked before the run folder is made, so a typo leaves nothing behind
+        raise UserError(f"training data not found: {', '.join(missing)}")
     if args.minutes is not None and (args.steps or args.resume or args.minutes <= 0):
         raise UserError("--minutes takes a positive number, for a new run without --steps")
     train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)
@@ -268,6 +315,9 @@ def _bench(args) -> None:
     images = args.images or sorted(str(p) for p in (Path("..") / "shared" / "data" / "eval").glob("*") if p.is_dir())
     if not images:
         raise UserError("no image folders: pass --images DIR")
+    missing = [d for d in images if not Path(d).is_dir()]
+    if missing:  # before minutes of speed measurements, and before the output folder is made
+        raise UserError(f"image folder not found: {', '.join(missing)}")
     if args.models:
         models = [m for m in args.models.split(",") if m]
     else:
@@ -285,8 +335,15 @@ def _export(args) -> None:
     output = Path(args.output)
     if output.suffix != ".safetensors":  # `compressor export RUN mycodec` writes mycodec.safetensors
         output = output.with_name(output.name + ".safetensors")
-    if not (Path(args.run_dir) / "state.safetensors").is_file():
+    state = Path(args.run_dir) / "state.safetensors"
+    if not state.is_file():
         raise UserError(f"no training state in {args.run_dir} (expected state.safetensors)")
+    if output.exists() and output.resolve() == state.resolve():
+        raise UserError(f"output {output} is the run's training state; refusing to overwrite it")
+    if output.is_dir():
+        raise UserError(f"output {output} is a folder; give a file name")
+    if not output.parent.is_dir():
+        raise UserError(f"output folder does not exist: {output.parent}")
     model_id = export_release(args.run_dir, output, name=args.name or output.stem)
     print(f"wrote {output} (model id {model_id:04x}); use it with: compress --model {output} in.png out.bin")
 
@@ -317,12 +374,12 @@ def compressor_main(argv=None) -> int:
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")
     s.add_argument("--model", default=DEFAULT_MODEL)
-    s.add_argument("--batch", type=int, default=32)
-    s.add_argument("--frames", type=int, default=256)
+    s.add_argument("--batch", type=_positive, default=32)
+    s.add_argument("--frames", type=_positive, default=256)
     s.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    s.add_argument("--height", type=int, default=128)
-    s.add_argument("--width", type=int, default=256)
-    s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--height", type=_positive, default=128)
+    s.add_argument("--width", type=_positive, default=256)
+    s.add_argument("--repeats", type=_positive, default=5)
     _add_search_args(s, "time encoding with")
     s.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on a GPU, pass a larger --batch, e.g. 1024)")
     s.add_argument("--json", action="store_true")

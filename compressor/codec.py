@@ -135,7 +135,9 @@ class Codec:
             raise ValueError(f"refine and flips must be 0 or more, not {refine} and {flips}")
         if refine and flips:
             raise ValueError("refine and flips are two searches: choose one")
-        arrays = [to_rgb_array(im) for im in images]
+        if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
+            raise TypeError(f"encode_batch takes a list of images, not {type(images).__name__} (use encode for one)")
+        arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
         for a in arrays:
             self._check_pixels(a.shape[0], a.shape[1])
         from compressor.refine import flip_symbols, refine_symbols
@@ -156,7 +158,7 @@ class Codec:
 
     def encode_symbols(self, image, *, tile: bool = True, overlap: bool = True) -> np.ndarray:
         """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""
-        a = to_rgb_array(image)
+        a = to_rgb_array(image, max_pixels=MAX_CODEC_PIXELS)
         self._check_pixels(*a.shape[:2])
         t = self._tiling_for(*a.shape[:2], tile, overlap)
         return self._run_batched([a], lambda x: self._encode_symbols(x, t))[0]
@@ -193,7 +195,7 @@ class Codec:
 
     # --- decode -----------------------------------------------------------------------------
     def decode(self, data: bytes):
-        """Bytes of a .bin -> PIL image at the original size."""
+        """Bytes of a .bin (or the path of one) -> PIL image at the original size."""
         return to_pil(self.decode_batch_arrays([data])[0])
 
     def decode_batch(self, datas) -> list:
@@ -205,7 +207,9 @@ class Codec:
 
         from compressor.layers import cpu_attention_path
 
-        parsed = [self._parse(d) for d in datas]
+        if isinstance(datas, (str, bytes, bytearray, memoryview, os.PathLike)):
+            raise TypeError(f"decode_batch takes a list of .bin contents, not {type(datas).__name__} (use decode for one)")
+        parsed = [self._parse(bin_bytes(d)) for d in datas]
         out: list = [None] * len(parsed)
         bf16 = self.decode_precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16), \
@@ -304,6 +308,22 @@ def _load_cached(path: str, device: str) -> Codec:
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu") -> Codec:
     """A shipped model by name ("vit") or a release checkpoint by path -> Codec (cached per device)."""
     return _load_cached(str(resolve(name_or_path).resolve()), str(check_device(device)))
+
+
+def bin_bytes(data) -> bytes:
+    """A .bin's contents from bytes-like `data`, or from the file a path (str or PathLike) names."""
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            with open(data, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise bitstream.BitstreamError(f".bin file not found: {data}") from None
+        except OSError as e:
+            raise bitstream.BitstreamError(f"cannot read {data}: {e}") from None
+    try:
+        return bytes(memoryview(data))  # bytes(n) of an int would be n zero bytes
+    except TypeError:
+        raise TypeError(f"a .bin must be bytes or a path, not {type(data).__name__}") from None
 
 
 def codec_for(data: bytes, model=None) -> Codec:

@@ -1,13 +1,14 @@
 """Image inputs and outputs: anything a user hands us -> an 8-bit RGB array, and back to PIL.
 
-Accepted: a path, a PIL.Image, a numpy uint8 array (H, W, 3) or (H, W), or a float tensor/array in
-[0, 1] shaped (3, H, W) or (H, W, 3). EXIF rotation is applied; alpha is dropped (composited on
-nothing: the RGB channels are kept as they are); grayscale, palette, CMYK and 16-bit images are
-converted to 8-bit RGB.
+Accepted: a path, a PIL.Image, a numpy uint8 array (H, W, 3) or (H, W), a numpy float array in [0, 1]
+(H, W, 3) or (H, W), or a torch tensor (3, H, W): float in [0, 1] or uint8. EXIF rotation is applied;
+alpha is dropped (composited on nothing: the RGB channels are kept as they are); grayscale, palette,
+CMYK and 16-bit images are converted to 8-bit RGB.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from compressor.errors import ImageError
 
 # Pillow's own guard against decompression bombs; we refuse anything larger before decoding pixels.
 MAX_IMAGE_PIXELS = 16384 * 16384
+# Float inputs outside this range are refused rather than clipped to [0, 1].
+FLOAT_RANGE = (-0.5, 1.5)
 
 
 def _from_pil(im) -> np.ndarray:
@@ -36,8 +39,10 @@ def _from_pil(im) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def to_rgb_array(image) -> np.ndarray:
-    """Any supported input -> contiguous uint8 array (H, W, 3)."""
+def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Any supported input -> contiguous uint8 array (H, W, 3).
+
+    A file with more than `max_pixels` pixels is refused from its header, before its pixels are decoded."""
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
@@ -45,11 +50,14 @@ def to_rgb_array(image) -> np.ndarray:
         if not path.is_file():
             raise ImageError(f"image not found: {path}")
         try:
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise ImageError(f"{path}: {im.width}x{im.height} pixels is above the limit of {MAX_IMAGE_PIXELS}")
-                im.load()
-                arr = _from_pil(im)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked here, in one line
+                with Image.open(path) as im:
+                    if im.width * im.height > max_pixels:
+                        raise ImageError(f"{path}: image of {im.height}x{im.width} pixels is above the limit of "
+                                         f"{max_pixels} pixels")
+                    im.load()
+                    arr = _from_pil(im)
         except ImageError:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -65,12 +73,14 @@ def to_rgb_array(image) -> np.ndarray:
 
 def _array_from_numeric(image) -> np.ndarray:
     if hasattr(image, "detach") and hasattr(image, "numpy"):  # a torch tensor, without importing torch
-        arr = image.detach().cpu().float().numpy()
+        image = image.detach().cpu()
+        # uint8 stays 0-255 (torchvision.io.read_image's (3, H, W) layout); other dtypes are floats in [0, 1]
+        arr = image.numpy() if str(image.dtype) == "torch.uint8" else image.float().numpy()
         if arr.ndim == 4 and arr.shape[0] == 1:
             arr = arr[0]
         if arr.ndim == 3:
             if arr.shape[0] not in (1, 3):
-                raise ImageError(f"image tensor must be (3, H, W) in [0, 1]; got shape {tuple(arr.shape)}")
+                raise ImageError(f"image tensor must be (3, H, W); got shape {tuple(arr.shape)}")
             arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     elif isinstance(image, np.ndarray):
         arr = image
@@ -88,6 +98,11 @@ def _array_from_numeric(image) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ImageError("image contains NaN or infinite values")
+        # Clipping absorbs a network's small overshoot; values far outside [0, 1] are another scale
+        # (0-255 floats, say), which clipping would turn into a white image without a word.
+        if arr.size and (arr.min() < FLOAT_RANGE[0] or arr.max() > FLOAT_RANGE[1]):
+            raise ImageError(f"float images must hold values in [0, 1]; got {arr.min():g} to {arr.max():g} "
+                             "(divide 0-255 values by 255, or pass uint8)")
         return np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
     raise ImageError(f"unsupported image dtype {arr.dtype}: use uint8 in [0, 255] or float in [0, 1]")
 

@@ -141,4 +141,6 @@ def flip_symbols(model, images: torch.Tensor, *, rounds: int, bf16: bool = False
                 flip = torch.zeros_like(allowed).scatter_(1, top.indices, top.values > 0)  # (B, bits)
                 code = torch.where(flip, -code.flatten(1), code.flatten(1)).view_as(code)
                 allowed &= ~flip
+            if not flip.any():  # no frame has a flip left that lowers its error: later rounds would repeat this one
+                break
     return symbols_from_latent(best)

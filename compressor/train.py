@@ -684,7 +684,7 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
     reported results must therefore be measured on the exported file, which `compressor eval
     --record` does.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from compressor.checkpoint import save_release
     from compressor.layers import count_parameters
@@ -692,9 +692,12 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
     state = Path(run_dir) / "state.safetensors"
     if not state.is_file():
         raise FileNotFoundError(f"no training state in {run_dir} (expected {state})")
-    with safe_open(str(state), "pt") as f:
-        meta = f.metadata()
-    cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+    try:
+        with safe_open(str(state), "pt") as f:
+            meta = f.metadata() or {}
+        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:  # a file from elsewhere
+        raise TrainingError(f"{state} is not a compressor training state ({type(e).__name__}: {e})") from None
     # No optimizers, data or process group are needed to export, and Trainer.__init__ would also tidy
     # the run folder under a run that may still be writing to it.
     trainer = Trainer.__new__(Trainer)

@@ -61,6 +61,23 @@ def test_wrong_or_missing_config_is_refused(tiny_path, tmp_path):
         read_card(bad2)
 
 
+def test_metadata_of_the_wrong_json_types_is_refused(tiny_path, tmp_path):
+    for i, metadata in enumerate([{"card": "[1, 2]"}, {"config": "[1, 2]"}, {"card": "3"}]):
+        bad = _rewrite(tiny_path, tmp_path / f"bad{i}.safetensors", metadata=metadata)
+        with pytest.raises(ModelError, match="malformed"):
+            read_card(bad)
+    for i, header in enumerate([[1, 2], {"__metadata__": "text"}, {"__metadata__": None}]):
+        text = json.dumps(header).encode()
+        path = tmp_path / f"header{i}.safetensors"
+        path.write_bytes(len(text).to_bytes(8, "little") + text)
+        with pytest.raises(ModelError, match="not a compressor checkpoint"):
+            read_card(path)
+    config = dict(read_card(tiny_path).config, latent_channels=-5)
+    bad = _rewrite(tiny_path, tmp_path / "negative.safetensors", metadata={"config": json.dumps(config)})
+    with pytest.raises(ModelError, match="does not build a model"):
+        load_model(bad)
+
+
 def test_pickle_is_never_executed(tmp_path):
     marker = tmp_path / "pwned"
 

@@ -1,7 +1,10 @@
 """The command line end to end: compress, decompress, info, models, eval, and how errors look."""
 import json
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +110,55 @@ def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):
     assert r.returncode == 0 and r.stdout.strip()
     first = r.stdout.splitlines()[0]  # the default comes first and says so, with its training budget
     assert first.startswith(f"{DEFAULT_MODEL} ") and first.endswith("(default)") and " steps x " in first
+
+
+def test_outputs_get_the_umasks_permissions_not_the_temp_files(tiny_path, frame_png, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out_bin, out_png = tmp_path / "f.bin", tmp_path / "f.png"
+        assert compress_main([str(frame_png), str(out_bin), "--model", str(tiny_path), "-q"]) == 0
+        assert decompress_main([str(out_bin), str(out_png), "--model", str(tiny_path), "-q"]) == 0
+        assert stat.S_IMODE(out_bin.stat().st_mode) == 0o644 and stat.S_IMODE(out_png.stat().st_mode) == 0o644
+        out_bin.chmod(0o640)  # an existing file keeps its own
+        assert compress_main([str(frame_png), str(out_bin), "--model", str(tiny_path), "-q"]) == 0
+        assert stat.S_IMODE(out_bin.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_a_target_that_is_not_a_regular_file_is_written_into_not_replaced(tiny_path, frame_png, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert compress_main([str(frame_png), str(fifo), "--model", str(tiny_path), "-q"]) == 0
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still the pipe, not a file renamed over it
+    assert got and got[0][:1] == b"\xcf"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.png", "pipe"]
+
+
+def test_more_user_errors_are_one_line(tiny_path, frame_png, tmp_path, capsys):
+    good = tmp_path / "f.bin"
+    compress_main([str(frame_png), str(good), "--model", str(tiny_path), "-q"])
+    _fails(capsys, decompress_main, [str(good), str(tmp_path / "o.psd"), "--model", str(tiny_path)], "cannot write PSD")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.safetensors").write_bytes(b"not a state")
+    _fails(capsys, compressor_main, ["export", str(run), str(run / "state.safetensors")], "refusing to overwrite")
+    assert (run / "state.safetensors").read_bytes() == b"not a state"
+    _fails(capsys, compressor_main, ["export", str(run), str(tmp_path / "out.safetensors")], "not a compressor training state")
+    _fails(capsys, compressor_main, ["export", str(run), str(tmp_path / "nodir" / "o.safetensors")], "does not exist")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    _fails(capsys, compressor_main, ["train", "--out", str(tmp_path / "r1"), "--config", str(tmp_path / "list.json")],
+           "JSON object")
+    _fails(capsys, compressor_main, ["train", "--out", str(tmp_path / "r2"), "--data", str(tmp_path / "nodata")],
+           "training data not found")
+    _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path / "noimages"), "--out", str(tmp_path / "b")],
+           "image folder not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "frame.png", "list.json", "run"]
+    for flag in ("--batch", "--frames", "--repeats"):
+        with pytest.raises(SystemExit) as stop:
+            compressor_main(["speed", "--model", str(tiny_path), flag, "0"])
+        assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err

@@ -19,6 +19,36 @@ def test_each_input_type_gives_the_same_bytes(tiny, frame, tmp_path):
     tensor = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
     assert compressor.encode(tensor, model=tiny) == expected
     assert compressor.encode(frame.astype(np.float32) / 255, model=tiny) == expected
+    # uint8 tensors are 0-255, in torchvision.io.read_image's (3, H, W) layout
+    assert compressor.encode(torch.from_numpy(frame).permute(2, 0, 1), model=tiny) == expected
+
+
+def test_floats_on_another_scale_are_refused_not_clipped_to_white(tiny, frame):
+    for bad in (frame.astype(np.float64), torch.from_numpy(frame).permute(2, 0, 1).float(),
+                frame.astype(np.float32) / 255 - 1):
+        with pytest.raises(ImageError, match=r"\[0, 1\]"):
+            tiny.encode(bad)
+    # a network's small overshoot is still clipped, as before
+    over = frame.astype(np.float32) / 255 * 1.02 - 0.01
+    assert tiny.encode(over) == tiny.encode(np.clip(np.round(over * 255), 0, 255).astype(np.uint8))
+
+
+def test_decode_takes_a_path_and_refuses_what_is_not_bytes(tiny_path, frame, tmp_path):
+    codec = compressor.load(tiny_path)
+    data = codec.encode(frame)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    expected = np.asarray(codec.decode(data))
+    for source in (path, str(path), bytearray(data), memoryview(data)):
+        assert np.array_equal(np.asarray(compressor.decode(source, model=codec)), expected)
+    with pytest.raises(BitstreamError, match="not found"):
+        compressor.decode(tmp_path / "missing.bin", model=codec)
+    with pytest.raises(TypeError, match="bytes or a path"):
+        compressor.decode(12, model=codec)  # bytes(12) would be twelve zero bytes
+    with pytest.raises(TypeError, match="list of images"):
+        codec.encode_batch(str(path))
+    with pytest.raises(TypeError, match="list of .bin"):
+        codec.decode_batch(data)
 
 
 def test_decode_returns_pil_at_original_size(tiny, frame):

@@ -77,6 +77,18 @@ def test_huge_image_is_refused_before_decoding_pixels(tmp_path, tiny):
         tiny.encode(path)
 
 
+def test_an_image_above_the_codecs_limit_is_refused_from_its_header(tmp_path, tiny, monkeypatch):
+    from compressor import images
+
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (3000, 2000)).save(path)  # 6M pixels: under Pillow's and the reader's limits, above the codec's
+    loaded = []
+    monkeypatch.setattr(images, "_from_pil", lambda im: loaded.append(im) or np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(ImageError, match="2000x3000 pixels is above the limit of 4194304"):
+        tiny.encode(path)
+    assert loaded == []  # refused before its pixels were decoded
+
+
 def test_non_image_files_are_refused(tmp_path, tiny):
     for name, content in [("a.png", b""), ("b.jpg", b"\xff\xd8\xff garbage"), ("c.txt", b"hello")]:
         (tmp_path / name).write_bytes(content)

@@ -103,6 +103,19 @@ def test_flip_rounds_are_never_worse_and_touch_only_the_least_sure_bits(tiny, fr
     assert not (changed & (margin > threshold)).any()  # confident bits are never flipped
 
 
+def test_flips_stop_once_no_frame_has_a_flip_left(tiny, frame, monkeypatch):
+    from compressor import refine
+
+    x = _frames_tensor(frame)
+    passes = []
+    real = refine._decode_keeping_best
+    monkeypatch.setattr(refine, "_decode_keeping_best", lambda *a, **k: passes.append(1) or real(*a, **k))
+    endless = refine.flip_symbols(tiny.model, x, rounds=10**9)
+    # each round flips up to 16 of the 179 candidate bits, each bit once: at most 12 rounds can flip any
+    assert len(passes) <= 13
+    assert torch.equal(endless, refine.flip_symbols(tiny.model, x, rounds=len(passes)))
+
+
 def test_zero_rounds_is_the_plain_code_and_flips_reach_the_file(tiny, frame):
     from compressor.refine import flip_symbols
 
