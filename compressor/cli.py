@@ -150,6 +150,9 @@ def _positive(text: str) -> int:
     return n
 
 
+_steps.__name__ = _positive.__name__ = "whole number"  # argparse says "invalid whole number value: 'abc'"
+
+
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
     """--refine and --flips, the encoder-side searches (compressor.refine), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
