@@ -10,6 +10,7 @@ correlation between the classic codec's PSNR and that lead. Nothing is re-encode
 """
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def main() -> None:
     ap.add_argument("--classic", default="AVIF (bare)")
     ap.add_argument("--groups", type=int, default=3)
     args = ap.parse_args()
-    records = json.load(open(args.results))["records"]
+    records = json.loads(Path(args.results).read_text())["records"]
     sets = dict.fromkeys(r["images"] for r in records)
     for images in sets:
         found = {r["name"]: r for r in records if r["images"] == images}
