@@ -178,9 +178,9 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ModelError(f"cannot read checkpoint {path}: {e}") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise ModelError(f"{path} is not a compressor checkpoint (format {found!r})")
+    meta = meta if isinstance(meta, dict) else {}  # a list header, or metadata that is not an object
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a compressor checkpoint (format {meta.get('format')!r})")
     try:
         config = json.loads(meta["config"])
         card = json.loads(meta.get("card", "{}"))

@@ -341,10 +341,7 @@ def _export(args) -> None:
     state = Path(args.run_dir) / "state.safetensors"
     if not state.is_file():
         raise UserError(f"no training state in {args.run_dir} (expected state.safetensors)")
-    if output.exists() and output.resolve() == state.resolve():
-        raise UserError(f"output {output} is the run's training state; refusing to overwrite it")
-    if output.is_dir():
-        raise UserError(f"output {output} is a folder; give a file name")
+    _check_paths(state, output)  # never the run's own state, nor a folder
     if not output.parent.is_dir():
         raise UserError(f"output folder does not exist: {output.parent}")
     model_id = export_release(args.run_dir, output, name=args.name or output.stem)

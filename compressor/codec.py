@@ -15,8 +15,8 @@ import numpy as np
 
 from compressor import bitstream, entropy_coder
 from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_model, resolve
-from compressor.errors import ImageError, ModelMismatchError
-from compressor.images import to_pil, to_rgb_array
+from compressor.errors import ModelMismatchError
+from compressor.images import check_size, to_pil, to_rgb_array
 
 if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads only on first use
     from compressor.tiling import Tiling
@@ -138,8 +138,6 @@ class Codec:
         if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
             raise TypeError(f"encode_batch takes a list of images, not {type(images).__name__} (use encode for one)")
         arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
-        for a in arrays:
-            self._check_pixels(a.shape[0], a.shape[1])
         from compressor.refine import flip_symbols, refine_symbols
 
         bf16 = self.decode_precision == "bf16"  # a search runs the decoder as decode will run it
@@ -159,7 +157,6 @@ class Codec:
     def encode_symbols(self, image, *, tile: bool = True, overlap: bool = True) -> np.ndarray:
         """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""
         a = to_rgb_array(image, max_pixels=MAX_CODEC_PIXELS)
-        self._check_pixels(*a.shape[:2])
         t = self._tiling_for(*a.shape[:2], tile, overlap)
         return self._run_batched([a], lambda x: self._encode_symbols(x, t))[0]
 
@@ -234,7 +231,7 @@ class Codec:
             raise ModelMismatchError(
                 f"file was written by model {header.model_id:04x}, not by '{self.name}' ({self.model_id:04x})"
             )
-        self._check_pixels(header.height, header.width)
+        check_size(header.height, header.width, MAX_CODEC_PIXELS)
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
         shape = (self.model.latent_channels, *self.model.latent_grid(header.height, header.width))
@@ -250,12 +247,6 @@ class Codec:
         return symbols, (header.height, header.width), tiling
 
     # --- shared -----------------------------------------------------------------------------
-    def _check_pixels(self, height: int, width: int) -> None:
-        if height * width > MAX_CODEC_PIXELS:
-            raise ImageError(
-                f"image of {height}x{width} pixels is above this codec's limit of {MAX_CODEC_PIXELS} pixels"
-            )
-
     def _run_batched(self, arrays: list[np.ndarray], fn) -> list[np.ndarray]:
         """uint8 (H, W, 3) arrays -> fn's per-image results as numpy arrays; same-size images share passes."""
         import torch

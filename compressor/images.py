@@ -39,10 +39,15 @@ def _from_pil(im) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Any supported input -> contiguous uint8 array (H, W, 3).
+def check_size(height: int, width: int, max_pixels: int, where: str = "") -> None:
+    """Refuse an image of more than `max_pixels` pixels (`where` prefixes the message)."""
+    if height * width > max_pixels:
+        raise ImageError(f"{where}image of {height}x{width} pixels is above the limit of {max_pixels} pixels")
 
-    A file with more than `max_pixels` pixels is refused from its header, before its pixels are decoded."""
+
+def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Any supported input -> contiguous uint8 array (H, W, 3), refused above `max_pixels` pixels (a file
+    from its header, before its pixels are decoded)."""
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
@@ -53,9 +58,7 @@ def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked here, in one line
                 with Image.open(path) as im:
-                    if im.width * im.height > max_pixels:
-                        raise ImageError(f"{path}: image of {im.height}x{im.width} pixels is above the limit of "
-                                         f"{max_pixels} pixels")
+                    check_size(im.height, im.width, max_pixels, f"{path}: ")
                     im.load()
                     arr = _from_pil(im)
         except ImageError:
@@ -68,6 +71,7 @@ def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         arr = _array_from_numeric(image)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"empty image of size {arr.shape[0]}x{arr.shape[1]}")
+    check_size(arr.shape[0], arr.shape[1], max_pixels)
     return np.ascontiguousarray(arr)
 
 
