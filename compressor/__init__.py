@@ -3,7 +3,7 @@
     import compressor
     data = compressor.encode("frame.png")      # bytes of a .bin file
     image = compressor.decode(data)            # PIL.Image at the original size
-    codec = compressor.load("vit")             # a Codec: encode/decode, batched variants, metadata
+    codec = compressor.load("vit.default")     # a Codec: encode/decode, batched variants, metadata
 
 torch and the model load on first use, so importing the package stays fast.
 """
@@ -67,7 +67,13 @@ def decode(data: bytes, model=None):
 
 
 def list_models():
-    """The shipped models: a list of `ModelCard` (name, model id, config, card)."""
-    from compressor.checkpoint import read_card, shipped_checkpoints
+    """The shipped models, the default first: a list of `ModelCard` (name, model id, config, card)."""
+    from compressor.checkpoint import read_card
+    from compressor.zoo import shipped_models
 
-    return [read_card(p) for p in shipped_checkpoints().values()]
+    cards = []
+    for name, path in shipped_models().items():
+        card = read_card(path)
+        card.name = name  # the zoo's name, whatever the card says
+        cards.append(card)
+    return cards

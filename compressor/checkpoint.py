@@ -1,4 +1,6 @@
-"""Release checkpoints: one .safetensors file per model, no pickle anywhere.
+"""The release checkpoint format: one .safetensors file per model, no pickle anywhere.
+
+Which files are shipped, and under which names, is `compressor.zoo`'s table.
 
 Tensors: the encoder and decoder weights and `bottleneck.cdf`, the frozen entropy table.
 Metadata (strings):
@@ -15,27 +17,17 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from compressor.errors import ModelError
 
 FORMAT = "compressor.checkpoint/1"
-# What encode(), `compress` and the other commands use when no model is named: the pure ViT trained
-# longest, its encoder then distilled from refinement and its decoder fine-tuned on the distilled
-# codes, two rounds of both (the comparison's `vit` had the same budget as the other architectures;
-# see the README).
-DEFAULT_MODEL = "vit-distil2-ft"
 
 
 def warm_start_note(training: dict) -> str:
     """', after N frames in SEED' for a card's training facts whose run was warm-started; else ''."""
     seed = training.get("warm_started_from")
     return f", after {seed['frames_seen']:,} frames in {seed['name']}" if seed else ""
-
-
-# Shipped in the top-level checkpoints/ and mapped into the wheel as the package compressor.checkpoints.
-_SOURCE_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 @dataclass
@@ -52,62 +44,6 @@ class ModelCard:
     def refine_start_scale(self) -> float:
         """What refinement multiplies this encoder's latent by before its search (`compressor.refine`; 1 if unsaid)."""
         return float(self.card.get("refine_start_scale", 1.0))
-
-
-def checkpoint_dirs() -> list[Path]:
-    dirs = []
-    if _SOURCE_CHECKPOINTS.is_dir():
-        dirs.append(_SOURCE_CHECKPOINTS)
-    try:
-        from importlib.resources import files
-
-        installed = Path(str(files("compressor.checkpoints")))
-        if installed.is_dir() and installed not in dirs:
-            dirs.append(installed)
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return dirs
-
-
-def shipped_checkpoints() -> dict[str, Path]:
-    """Registered names (file stems) of the shipped checkpoints -> their paths."""
-    found: dict[str, Path] = {}
-    for d in checkpoint_dirs():
-        for p in sorted(d.glob("*.safetensors")):
-            found.setdefault(p.stem, p)
-    return found
-
-
-@lru_cache(maxsize=64)
-def _model_id_of(path: str, mtime_ns: int) -> int:
-    return read_card(path).model_id
-
-
-def find_shipped(model_id: int) -> Path | None:
-    """The shipped checkpoint with this model id, or None.
-
-    `compressor.decode` asks this for every file it decodes, so each checkpoint's header is read once
-    (again only if the file changes), not once per decoded frame.
-    """
-    for path in shipped_checkpoints().values():
-        if _model_id_of(str(path), path.stat().st_mtime_ns) == model_id:
-            return path
-    return None
-
-
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A registered name ("vit") or a path to a .safetensors file -> the file's path."""
-    text = str(name_or_path)
-    shipped = shipped_checkpoints()
-    if text in shipped:
-        return shipped[text]
-    path = Path(text)
-    if path.suffix == ".safetensors" or os.sep in text or path.exists():
-        if not path.is_file():
-            raise ModelError(f"checkpoint not found: {path}")
-        return path
-    known = ", ".join(sorted(shipped)) or "none installed"
-    raise ModelError(f"unknown model '{text}' (shipped models: {known}; or pass a .safetensors path)")
 
 
 def tensors_digest(tensors: dict) -> bytes:

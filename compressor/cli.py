@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compressor.checkpoint import DEFAULT_MODEL, warm_start_note
 from compressor.errors import CompressorError
 from compressor.registry import ARCHITECTURES
+from compressor.zoo import DEFAULT_MODEL
 
 
 class UserError(CompressorError):
@@ -189,7 +189,7 @@ def decompress_main(argv=None) -> int:
 # --- compressor subcommands -----------------------------------------------------------------------
 def _info(args) -> None:
     from compressor import bitstream
-    from compressor.checkpoint import find_shipped
+    from compressor.zoo import find_shipped, name_of
 
     path = Path(args.file)
     if not path.is_file():
@@ -197,7 +197,7 @@ def _info(args) -> None:
     data = path.read_bytes()
     header, payload = bitstream.unpack(data)
     shipped = find_shipped(header.model_id)
-    model = shipped.stem if shipped else None
+    model = name_of(shipped) if shipped else None
     info = {
         "file": str(path),
         "bytes": len(data),
@@ -220,24 +220,24 @@ def _info(args) -> None:
 
 def _models(args) -> None:
     import compressor
+    from compressor.zoo import normalise_card
 
     cards = compressor.list_models()
-    if args.json:
-        print(json.dumps([{"name": c.name, "model_id": f"{c.model_id:04x}", "path": str(c.path), **c.card} for c in cards]))
+    if args.json:  # cards as shipped, with any build-machine path replaced by a data-set or model name
+        print(json.dumps([{**normalise_card(c.card), "name": c.name, "model_id": f"{c.model_id:04x}"} for c in cards]))
         return
     if not cards:
         print("no shipped models found")
-    for c in sorted(cards, key=lambda c: (c.name != DEFAULT_MODEL, c.name)):
-        t = c.card.get("training", {})
-        trained = f"{t.get('steps', '?')} steps x {t.get('batch_size', '?')}"
-        if "frames_seen" in t:
-            trained += f" ({t['frames_seen']:,} frames)"
-        trained += warm_start_note(t)
-        print(f"{c.name:11} id {c.model_id:04x}  {c.config['encoder']}/{c.config['decoder']}  "
-              f"{c.card.get('parameters', 0) / 1e6:.2f}M params  {trained}"
-              f"{'  (default)' if c.name == DEFAULT_MODEL else ''}")
-        for set_name, r in c.card.get("results", {}).items():
-            print(f"{'':12}{set_name}: {r['mean_bytes']:.1f} bytes, {r['mean_psnr']:.2f} dB PSNR ({r['images']} images)")
+        return
+    sets = ("kodak-frames-128x256", "driving-frames-128x256")
+    print(f"{'name':22}{'arch':9}{'params':>6}  {'kodak-frames':>16}  {'driving-frames':>16}")
+    for c in cards:
+        results = c.card.get("results", {})
+        cells = [f"{results[s]['mean_bytes']:.1f} B {results[s]['mean_psnr']:.2f} dB" if s in results else "-"
+                 for s in sets]
+        print(f"{c.name:22}{c.config['encoder']:9}{c.card.get('parameters', 0) / 1e6:5.2f}M  "
+              f"{cells[0]:>16}  {cells[1]:>16}{'  (default)' if c.name == DEFAULT_MODEL else ''}")
+    print("file bytes and PSNR: means over the 24 frames of each eval set; more: compressor models --json")
 
 
 def _eval(args) -> None:
@@ -324,9 +324,9 @@ def _bench(args) -> None:
     if args.models:
         models = [m for m in args.models.split(",") if m]
     else:
-        from compressor.checkpoint import shipped_checkpoints
+        from compressor.zoo import shipped_models
 
-        models = sorted(shipped_checkpoints(), key=lambda n: (n != DEFAULT_MODEL, n))
+        models = list(shipped_models())  # the default first
     run_bench(images, models, args.out, classic=not args.no_classic, scaling=args.scaling, threads=args.threads,
               speed_frames=args.speed_frames)
     print(f"wrote {args.out}/results.json, results.md and plots")

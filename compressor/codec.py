@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from compressor import bitstream, entropy_coder
-from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_model, resolve
+from compressor.checkpoint import ModelCard, load_model
+from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
 from compressor.errors import ModelMismatchError
 from compressor.images import check_size, to_pil, to_rgb_array
 
@@ -293,11 +294,12 @@ def check_device(device):
 @lru_cache(maxsize=8)
 def _load_cached(path: str, device: str) -> Codec:
     model, card = load_model(path)
+    card.name = name_of(path) or card.name  # a shipped file goes by its zoo name, whatever its card says
     return Codec(model, card, device=device)
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu") -> Codec:
-    """A shipped model by name ("vit") or a release checkpoint by path -> Codec (cached per device)."""
+    """A shipped model by name ("vit.default") or a release checkpoint by path -> Codec (cached per device)."""
     return _load_cached(str(resolve(name_or_path).resolve()), str(check_device(device)))
 
 
@@ -326,5 +328,6 @@ def codec_for(data: bytes, model=None) -> Codec:
     if path is not None:
         return load(path)
     raise ModelMismatchError(
-        f"file was written by model {header.model_id:04x}, which is not a shipped model; pass the checkpoint it was made with"
+        f"file was written by model {header.model_id:04x}, which is not a shipped model; "
+        "pass the checkpoint it was made with (decompress --model FILE.safetensors)"
     )

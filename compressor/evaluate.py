@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.checkpoint import DEFAULT_MODEL
+from compressor.zoo import DEFAULT_MODEL
 from compressor.data import IMAGE_SUFFIXES
 from compressor.errors import ImageError
 from compressor.images import to_rgb_array
@@ -72,7 +72,8 @@ def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, flips: int = 
 
 def record_results(model: str, set_name: str, result: dict) -> None:
     """Store a summary under card["results"][set_name] of a release checkpoint (weights untouched)."""
-    from compressor.checkpoint import read_card, resolve, update_card
+    from compressor.checkpoint import read_card, update_card
+    from compressor.zoo import resolve
 
     path = resolve(model)
     card = dict(read_card(path).card)

@@ -72,7 +72,8 @@ def search(name: str, frames) -> None:
 
 
 def train(name: str, frames) -> None:
-    from compressor.checkpoint import load_model, resolve
+    from compressor.checkpoint import load_model
+from compressor.zoo import resolve
 
     model, _ = load_model(resolve(name))
     model.train()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.checkpoint import DEFAULT_MODEL
+from compressor.zoo import DEFAULT_MODEL
 from compressor.cli import compress_main, compressor_main, decompress_main
 
 BIN = Path(sys.executable).parent
@@ -108,8 +108,12 @@ def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):
     assert r.returncode == 1 and "is the input" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([str(BIN / "compressor"), "models"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip()
-    first = r.stdout.splitlines()[0]  # the default comes first and says so, with its training budget
-    assert first.startswith(f"{DEFAULT_MODEL} ") and first.endswith("(default)") and " steps x " in first
+    lines = r.stdout.splitlines()  # a header, the default first and saying so, one line per model: one screen
+    assert lines[1].startswith(f"{DEFAULT_MODEL} ") and lines[1].endswith("(default)") and " dB" in lines[1]
+    assert len(lines) <= 24 and max(map(len, lines)) <= 100
+    r = subprocess.run([str(BIN / "compressor"), "models", "--json"], capture_output=True, text=True)
+    cards = json.loads(r.stdout)
+    assert [c["name"] for c in cards][0] == DEFAULT_MODEL and "/work/" not in r.stdout and '"path"' not in r.stdout
 
 
 def test_outputs_get_the_umasks_permissions_not_the_temp_files(tiny_path, frame_png, tmp_path):

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from compressor.checkpoint import shipped_checkpoints
+from compressor.zoo import shipped_models
 from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from tests.conftest import eval_dir
@@ -29,7 +29,7 @@ def test_batch_sizes_and_repeats_give_identical_bytes(tiny):
     assert batched == tiny.encode_batch(frames)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_checkpoints()))
+@pytest.mark.parametrize("name", list(shipped_models()))
 def test_shipped_model_is_identical_across_batch_sizes(name):
     import compressor
 
@@ -38,7 +38,7 @@ def test_shipped_model_is_identical_across_batch_sizes(name):
     assert codec.encode_batch(frames) == [codec.encode(f) for f in frames]
 
 
-@pytest.mark.parametrize("name", sorted(shipped_checkpoints()))
+@pytest.mark.parametrize("name", list(shipped_models()))
 def test_one_and_two_threads_give_identical_bytes(name):
     folder = str(eval_dir("kodak-frames-128x256"))
     digests = {

@@ -4,15 +4,13 @@ import sys
 
 def test_import_is_light():
     """`import compressor` loads neither torch nor torchvision nor compressai (design.md: imports)."""
-    code = ("import sys, time; t = time.perf_counter(); import compressor; dt = time.perf_counter() - t; "
-            "print(dt, *(m in sys.modules for m in ('torch', 'torchvision', 'compressai')))")
+    code = "import sys, compressor; print(*(m in sys.modules for m in ('torch', 'torchvision', 'compressai')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1:] == ["False", "False", "False"]
-    assert float(out[0]) < 1.0
+    assert out == ["False", "False", "False"]
 
 
 def test_encode_path_does_not_import_compressai_or_torchvision(tmp_path):
-    code = ("import sys, numpy as np, compressor; c = compressor.load('vit'); "
+    code = ("import sys, numpy as np, compressor; c = compressor.load('vit.default'); "
             "c.decode(c.encode(np.zeros((128, 256, 3), np.uint8))); "
             "print(*(m in sys.modules for m in ('torchvision', 'compressai')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -71,8 +71,8 @@ def test_the_search_starts_at_the_scale_the_card_sets(tiny, frame):
         assert tiny.encode(frame, refine=5) == want[0.05]
     finally:
         tiny.refine_start_scale = 1.0
-    distil = compressor.load("vit-distil")
-    assert distil.card.card["refine_start_scale"] == distil.refine_start_scale == 0.25  # margins 2.6x vit-long2's
+    default = compressor.load("vit.default")
+    assert default.card.card["refine_start_scale"] == default.refine_start_scale == 0.25  # distilled: wide margins
 
 
 # --- flips: greedy bit-flip rounds ------------------------------------------------------------------
@@ -151,5 +151,5 @@ def test_flips_and_refine_are_one_or_the_other(tiny, frame, tmp_path):
         with pytest.raises(SystemExit) as e:
             compress_main([str(src), str(tmp_path / "a.bin"), *argv])
         assert e.value.code == 2 and not (tmp_path / "a.bin").exists()
-    assert compress_main([str(src), str(tmp_path / "a.bin"), "--flips", "1", "--model", "vit-distil", "-q"]) == 0
+    assert compress_main([str(src), str(tmp_path / "a.bin"), "--flips", "1", "--model", "vit.default", "-q"]) == 0
     assert compressor.decode((tmp_path / "a.bin").read_bytes()).size == (256, 128)

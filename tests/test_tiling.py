@@ -187,7 +187,7 @@ def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
     from compressor.metrics import psnr
 
     img = np.asarray(Image.open(eval_dir("kodak") / "kodim23.png").convert("RGB"))
-    codec = compressor.load("vit-long2")
+    codec = compressor.load("vit.default")
     overlap, tiled, whole = codec.encode(img), codec.encode(img, overlap=False), codec.encode(img, tile=False)
     assert abs(len(tiled) - len(whole)) < 0.02 * len(whole) and abs(len(overlap) - len(tiled)) < 0.02 * len(tiled)
     out = {name: np.asarray(codec.decode(d)) for name, d in (("overlap", overlap), ("tiled", tiled), ("whole", whole))}
