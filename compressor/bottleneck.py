@@ -81,7 +81,9 @@ class Bottleneck(nn.Module):
 
             with warnings.catch_warnings():  # compressai's import calls torch.jit.script, deprecated in torch 2.x
                 warnings.simplefilter("ignore", FutureWarning)
-                from compressai.entropy_models import EntropyBottleneck
+                from compressor.extras import need
+
+                EntropyBottleneck = need("compressai", "training an entropy model").entropy_models.EntropyBottleneck
 
             self.entropy_model = EntropyBottleneck(latent_channels)
             # Its quantiles serve CompressAI's own range coding, which we replace with the frozen

@@ -89,8 +89,8 @@ def available_codecs() -> list[ClassicCodec]:
         import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
 
         codecs.append(ClassicCodec("JPEG XL", "JXL", tuple(range(1, 100)), True))  # 100 means lossless
-    except ImportError:
-        pass
+    except ImportError:  # the bench extra brings it
+        print("JPEG XL left out: pillow-jxl-plugin is not installed (pip install 'compressor[bench]')")
     if features.check("jpg_2000"):
         ratios = tuple(sorted({round(float(r), 1) for r in np.geomspace(2000, 8, 48)}, reverse=True))
         codecs.append(ClassicCodec("JPEG 2000", "JPEG2000", ratios, True))

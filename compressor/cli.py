@@ -265,6 +265,10 @@ def _speed(args) -> None:
 
 
 def _train(args) -> None:
+    from compressor.extras import need
+
+    for module in ("compressai", "tqdm", "matplotlib"):  # before anything is written
+        need(module, "compressor train", "train")
     from compressor.train import TrainConfig, apply_overrides, train, validate
 
     if args.resume:
@@ -313,6 +317,9 @@ def _train(args) -> None:
 
 
 def _bench(args) -> None:
+    from compressor.extras import need
+
+    need("matplotlib", "compressor bench", "bench")
     from compressor.bench import run_bench
 
     images = args.images or sorted(str(p) for p in (Path("..") / "shared" / "data" / "eval").glob("*") if p.is_dir())
@@ -333,6 +340,9 @@ def _bench(args) -> None:
 
 
 def _export(args) -> None:
+    from compressor.extras import need
+
+    need("compressai", "compressor export", "train")
     from compressor.train import export_release
 
     output = Path(args.output)

@@ -33,7 +33,9 @@ def find_images(folders: list[str | Path]) -> list[Path]:
 
 def video_frames(path: Path, count: int) -> list[Image.Image]:
     """Up to `count` frames spread evenly over a video, decoded with PyAV (FFmpeg)."""
-    import av
+    from compressor.extras import need
+
+    av = need("av", f"reading video ({path.name})")
 
     with av.open(str(path)) as container:
         frames = [f.to_image() for f in container.decode(video=0)]

@@ -23,3 +23,7 @@ class ImageError(CompressorError):
 
 class TrainingError(CompressorError):
     """A training run that cannot go on (non-finite loss, unreadable data)."""
+
+
+class MissingExtraError(CompressorError):
+    """A command that needs an optional dependency (an install extra) that is not installed."""

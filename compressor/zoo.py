@@ -90,9 +90,9 @@ def canonical_name(name: str) -> str:
 
 
 def shipped_path(name: str) -> Path | None:
-    """Where a shipped model's file is (source tree first, then the installed package), or None."""
+    """Where a shipped model's file is (the installed package's, else the source tree's), or None."""
     file = SHIPPED[canonical_name(name)].file
-    for folder in (_SOURCE_CHECKPOINTS, _INSTALLED_CHECKPOINTS):
+    for folder in (_INSTALLED_CHECKPOINTS, _SOURCE_CHECKPOINTS):  # installed first: site-packages/checkpoints is no one's
         if (folder / file).is_file():
             return folder / file
     return None

@@ -117,3 +117,11 @@ def test_normalising_the_shipped_cards_keeps_the_weights(tmp_path, monkeypatch):
     assert after.card["alias"] == "cvit-1m-distil-ft" and after.card["training"]["data"] == ["train"]
     assert after.card["results"] == before.card["results"]
     compressor.load(tmp_path / source.name)  # the weights still match the id
+
+
+def test_the_wheel_carries_exactly_the_shipped_files():
+    import tomllib
+
+    pyproject = tomllib.loads((zoo._SOURCE_CHECKPOINTS.parent / "pyproject.toml").read_text())
+    mapped = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert mapped == {f"checkpoints/{m.file}": f"compressor/checkpoints/{m.file}" for m in zoo.SHIPPED.values()}

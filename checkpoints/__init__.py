@@ -1,1 +1,0 @@
-"""Shipped release checkpoints (one .safetensors per model); installed as compressor.checkpoints."""
