@@ -94,12 +94,18 @@ def _crops_job(args):
         return np.empty((0, *size, 3), np.uint8), f"{path}: {e}"
 
 
+# Crops cut from one file at most: past a few dozen random scales and positions of one picture, more
+# crops add disk and preparation time, not variety (24 images with the default pool of 16,000 cut 667
+# each: 1.57 GB and 34 s). The shared training set (2,551 files) never reaches it below a 160k pool.
+MAX_CROPS_PER_FILE = 64
+
+
 def build_pool(files: list[Path], size: tuple[int, int], total: int, seed: int, workers: int | None = None) -> np.ndarray:
-    """About `total` crops spread evenly over the files, cut in parallel processes.
+    """About `total` crops spread evenly over the files (at most MAX_CROPS_PER_FILE each), cut in parallel.
 
     Unreadable files are skipped with a warning; if none can be read, that is an error.
     """
-    per_image = max(1, round(total / len(files)))
+    per_image = max(1, min(MAX_CROPS_PER_FILE, round(total / len(files))))
     jobs = [(f, size, per_image, seed * 1_000_003 + i) for i, f in enumerate(files)]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:

@@ -65,7 +65,7 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     checkpoint_minutes: float = 4.0
-    cache_dir: str = "~/.cache/compressor"
+    cache_dir: str = ""  # where the crop pool is kept; empty: the run folder
     device: str = "cpu"  # or "cuda"; bf16 autocast on either
     init_from: str = ""  # warm start: a release checkpoint (.safetensors) whose weights seed the network
 
@@ -269,17 +269,24 @@ class Trainer:
         listing = "\n".join(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in train_files)
         digest = hashlib.sha1(listing.encode()).hexdigest()[:12]
         key = f"{digest}-{cfg.crop[0]}x{cfg.crop[1]}-{cfg.pool_size}-{cfg.seed}"
-        cache = Path(os.path.expanduser(cfg.cache_dir)) / f"pool-{key}.npy"
+        folder = Path(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else self.run_dir
+        cache = folder / f"crops-{key}.npy"
         if self.world > 1 and not self.is_main:
             self._barrier()  # rank 0 cuts the pool and caches it
         if cache.exists():
             pool = np.load(cache)
+            if self.is_main:
+                print(f"read {len(pool):,} crops from {cache}", flush=True)
         else:
             t = time.time()
             pool = build_pool(train_files, cfg.crop, cfg.pool_size, cfg.seed)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cache, pool)
-            print(f"cut {len(pool)} crops from {len(train_files)} files in {time.time() - t:.0f} s", flush=True)
+            tmp = cache.with_name(cache.name + ".tmp.npy")  # np.save adds .npy to a name without it
+            np.save(tmp, pool)
+            os.replace(tmp, cache)
+            print(f"cut {len(pool):,} crops from {len(train_files):,} files in {time.time() - t:.0f} s; "
+                  f"wrote {cache} ({cache.stat().st_size / 1e6:.0f} MB; delete it after training to free the space)",
+                  flush=True)
         if self.world > 1 and self.is_main:
             self._barrier()
         self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.step, self.device)
@@ -623,11 +630,22 @@ class Trainer:
         }
 
 
+def probe_rate(step_seconds: list[float]) -> float:
+    """Steps per second over the speed probe's step times, leaving out the first third.
+
+    Steps only (the save and plot that end run() are left out), and not the first third: those pay
+    one-off costs (a GPU's kernel selection, allocator growth) and made an H200 look 20% slower than it
+    was, so that run ended 95 s early. A function of its own so tests can fix the measured speed.
+    """
+    timed = step_seconds[len(step_seconds) // 3 :]
+    return len(timed) / max(1e-9, sum(timed))
+
+
 def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
     """Set the run's step count to what ends `seconds` after `started`, from a speed probe.
 
     The probe trains the first steps of the warmup, where the schedule does not depend on the step
-    count, so the run is the one a fixed `--steps` of the result would give. For a lent or spot machine
+    count, so the run is the one a fixed `--steps` of the result would give. For a rented or spot machine
     whose time is known but whose speed is not. Processes agree on the smallest count.
     """
     cfg = trainer.cfg
@@ -636,11 +654,8 @@ def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
         raise ValueError("a time budget needs a fresh run: its speed probe must fall inside the warmup")
     cfg.steps = trainer.step + probe
     trainer.run()
-    # Steps only (the save and plot that end run() are left out), and not the first third: those pay
-    # one-off costs (a GPU's kernel selection, allocator growth) and made a lent H200 look 20% slower
-    # than it was, so that run ended 95 s early. The margin below covers later validations and saves.
-    timed = trainer.step_seconds[probe // 3 :]
-    rate = len(timed) / max(1e-9, sum(timed))
+    rate = probe_rate(trainer.step_seconds)
+    # The margin covers later validations and saves.
     steps = torch.tensor(trainer.step + int(rate * (seconds - (time.time() - started)) * 0.95))
     if trainer.world > 1:
         import torch.distributed as dist
