@@ -97,8 +97,12 @@ def update_card(path: str | os.PathLike, card: dict) -> None:
 def _save_atomic(path: Path, tensors: dict, metadata: dict) -> None:
     from safetensors.torch import save_file
 
+    from compressor.files import new_file_mode
+
     tmp = path.with_name(path.name + ".tmp")
+    mode = new_file_mode(path)
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, mode)  # safetensors writes 0600; a checkpoint is shared like any output
     os.replace(tmp, path)
 
 

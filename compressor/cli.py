@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 import tempfile
 from pathlib import Path
 
 from compressor.errors import CompressorError
+from compressor.files import new_file_mode
 from compressor.registry import ARCHITECTURES
 from compressor.zoo import DEFAULT_MODEL
 
@@ -38,16 +38,6 @@ def _run(prog: str, fn, args) -> int:
         return 130
 
 
-def _new_file_mode(path: Path) -> int:
-    """The permission bits `path` should get: an existing file's own, else what open() gives under the umask."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
     """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place.
 
@@ -67,7 +57,7 @@ def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"output folder does not exist: {directory}")
-    mode = _new_file_mode(path)
+    mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

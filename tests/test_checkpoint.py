@@ -98,3 +98,18 @@ def test_unknown_name_and_missing_path():
         resolve("no-such-model")
     with pytest.raises(ModelError, match="not found"):
         resolve("/nonexistent/model.safetensors")
+
+
+def test_checkpoints_get_the_umasks_permissions(tmp_path):
+    """safetensors writes owner-only files; an exported checkpoint is readable as the umask allows."""
+    import os
+    import stat
+
+    from tests.conftest import make_release
+
+    old = os.umask(0o022)
+    try:
+        path = make_release(tmp_path / "m.safetensors")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
