@@ -264,7 +264,7 @@ def _summary_table(records, scaling_result) -> list[str]:
                    if e else "—")
         t = r.get("training") or {}
         wall = t.get("wall_time_s") or 0
-        wall_text = f"{wall / 3600:.1f} h" if wall >= 360 else f"{wall:.0f} s"  # a lent GPU's 80 s is not "0.0 h"
+        wall_text = f"{wall / 3600:.1f} h" if wall >= 360 else f"{wall:.0f} s"  # a GPU run's 80 s is not "0.0 h"
         row.append(f"{t['steps']} steps x {t['batch_size']}, {wall_text} ({t['hardware']}){warm_start_note(t)}"
                    if t.get("steps") and t.get("wall_time_s") else "—")
         lines.append("| " + " | ".join(row) + " |")

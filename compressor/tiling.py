@@ -10,7 +10,7 @@ of the whole image; only which network pass sees which cells changes. The header
 the decoder to cut the latent the same way.
 
 Side by side, tiles leave seams: pixels within 8 of a tile border were 0.7 dB worse than the rest
-(vit-long2, Kodak). Overlapping windows (the default since session 7; the header's overlap flag) move
+(vit-long2, Kodak). Overlapping windows (the default; the header's overlap flag) move
 by half a tile and are blended, the encoder's real-valued latent before the sign and the decoder's pixels
 after it, with weights that fall off toward each window's edge: every cell and pixel is mostly
 coded by a pass that sees it with context on all sides. vit-long2 on Kodak: 23.70 -> 23.93 dB at

@@ -244,18 +244,18 @@ class Trainer:
             raise ValueError("distill_refine trains in one process (it does not synchronise the refined buffer)")
         self.distilled: dict[str, torch.Tensor] = {}  # ring buffer: crops and their refined codes, uint8
         self.distilled_frames = 0  # frames written into it since this process began (it is not saved)
-        self.refined_frames = 0  # frames refined over all sessions of the run (saved with the state)
+        self.refined_frames = 0  # frames refined over all resumes of the run (saved with the state)
         # The teacher searches from the seed's encoder, kept frozen: searching from the student's own
         # latents fed back on itself (its growing margins leave the search fewer bits to flip) and
-        # lost 0.2 dB on kodak-frames in 220 steps, where this fixed teacher gains (README, Training).
+        # lost 0.2 dB on kodak-frames in 220 steps, where this fixed teacher gains (docs/training-record.md, Training).
         self.teacher = None
         if cfg.distill_refine:
             import copy
 
             self.teacher = copy.deepcopy(self.model.encoder).eval().requires_grad_(False)
         self.step = 0
-        self.elapsed = 0.0  # training seconds over all sessions of this run
-        # Where each stretch of steps ran: a run may move between machines (a lent GPU, then CPUs),
+        self.elapsed = 0.0  # training seconds over all resumes of this run
+        # Where each stretch of steps ran: a run may move between machines (a GPU, then CPUs),
         # and the model card must say so rather than name only the last one.
         self.segments: list[dict] = []
 

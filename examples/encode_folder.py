@@ -1,6 +1,6 @@
 """Compress every image in a folder into .bin files with the batched API, then check them.
 
-    python examples/encode_folder.py IMAGES_DIR OUT_DIR [--model vit]
+    python examples/encode_folder.py IMAGES_DIR OUT_DIR [--model vit.default]
 
 Prints the bytes per frame and the PSNR of the decoded frames: what a team storing camera frames for
 world-model training would run on a sample of its own data before committing to a codec.
@@ -20,7 +20,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("images")
     p.add_argument("out")
-    p.add_argument("--model", default="vit")
+    p.add_argument("--model", default="vit.default")
     args = p.parse_args()
 
     codec = compressor.load(args.model)

@@ -220,7 +220,7 @@ def test_devices_are_checked_with_a_clear_error(tiny_path):
     assert compressor.load(tiny_path, device="cpu") is compressor.load(tiny_path)  # one cache entry per device
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the lent device machine)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_files_move_between_cpu_and_gpu(tiny_path):
     """GPU-written files decode on the CPU and back, within rounding; sizes and batching as on the CPU."""
     from compressor.metrics import psnr

@@ -10,7 +10,7 @@ from compressor.zoo import shipped_models
 from compressor.evaluate import evaluate_paths
 from tests.conftest import eval_dir
 
-# Floors sit 0.1 dB under the values measured by `compressor eval DIR --model NAME` (see README);
+# Floors sit 0.1 dB under the values measured by `compressor eval DIR --model NAME` (see docs/training-record.md);
 # a regression of the codec, the bitstream or the weights fails here. A checkpoint shipped without
 # floors fails `test_every_shipped_model_has_floors`.
 FLOORS = {

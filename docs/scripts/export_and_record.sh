@@ -2,7 +2,7 @@
 # Export a finished run as a release checkpoint and record its results on the three evaluation sets in
 # its model card (`compressor eval --record`), as every tier script does for each architecture.
 #
-# usage: bash examples/export_and_record.sh RUN_DIR NAME      (writes checkpoints/NAME.safetensors)
+# usage: bash docs/scripts/export_and_record.sh RUN_DIR NAME      (writes checkpoints/NAME.safetensors)
 set -euo pipefail
 run=$1
 name=$2

@@ -1,6 +1,6 @@
 """How much does the quantizer's surrogate gradient hold an encoder back? A short, controlled test.
 
-    python examples/surrogate_refit.py --model vit-long --temperature 8 [--steps 300 --lr 5e-4 --batch 16]
+    python docs/scripts/surrogate_refit.py --model vit-long --temperature 8 [--steps 300 --lr 5e-4 --batch 16]
 
 Fine-tunes only the encoder of a shipped model against its frozen decoder, with the binary quantizer's
 backward pass set to the gradient of t * tanh(y / t) (`--temperature 1e9` is the identity estimator),
@@ -8,7 +8,7 @@ and prints the mean PSNR on the two frame sets before and after, through the cod
 decode (bitstream, 8-bit output, the decoder's precision) as `compressor eval` scores. No weight decay, no warmup, cosine decay, batches drawn
 with a fixed seed from the training crop pool (`compressor train`'s cached pool, cut on first use), so
 settings are compared on the same frames. `--grow N` appends N transformer blocks to the encoder that
-start as the identity (a deeper encoder from the same weights). The README's surrogate numbers come
+start as the identity (a deeper encoder from the same weights). The training record's surrogate numbers come
 from this script on 1 thread (`--threads 1`).
 """
 import argparse

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# Prepared for the next lent GPU (session 13; tried here on the CPU with tiny step counts only): the
+# A GPU round, not yet run at full length (checked on the CPU with tiny step counts only): the
 # comparison tier's second round of distillation and decoder fine-tuning, the recipe that made
-# vit-distil2 / vit-distil2-ft from vit-distil-ft in session 12 (examples/gpu_chain.sh), given to each
+# vit-distil2 / vit-distil2-ft from vit-distil-ft (docs/scripts/gpu_chain.sh), given to each
 # "-1m-distil-ft" model with one step count for all (not --minutes, so every architecture sees the same
 # frames):
 #   ARCH-1m-distil2     the encoder distilled from 30-step refinement started at 0.25 of its latent
 #                       (on kodak-frames that start beats 1 for all four: vit 22.52 -> 22.58 dB, cvit
 #                       22.42 -> 22.48, hybrid 22.04 -> 22.22, convnext 22.59 -> 22.62), decoder fixed
 #   ARCH-1m-distil2-ft  the decoder fine-tuned on those codes, encoder fixed
-# Expected time on an H200 at the default steps: vit about 2 minutes (53 + 61 s in session 12), the
+# Expected time on an H200 at the default steps: vit about 2 minutes (53 + 61 s for vit-distil2 and vit-distil2-ft), the
 # others up to 2.5x that; run two architectures a call (ARCHS). Releases land in $OUT split in 15 MB parts
 # (the machine returns files of at most 16 MiB): `cat NAME.safetensors.part* > NAME.safetensors`, then
 # `compressor eval DIR --model NAME.safetensors --record SET` for each set, as export_and_record.sh does.
 #
 # usage (on the GPU machine, from the repository root, with the training data and wheels in place, see
-# README Training):
-#   OUT=/tmp/out ARCHS="vit cvit" bash examples/gpu_tier_round.sh     # then ARCHS="hybrid convnext"
+# docs/training-record.md, Training):
+#   OUT=/tmp/out ARCHS="vit cvit" bash docs/scripts/gpu_tier_round.sh     # then ARCHS="hybrid convnext"
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

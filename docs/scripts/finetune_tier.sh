@@ -3,11 +3,11 @@
 # fine-tuned on its distilled encoder's fixed codes (freeze_encoder: the encoder stays bit for bit the
 # seed's), one recipe for all four: 1,500 steps of 16 frames at lr 5e-5 (warmup 100, linear decay over
 # the second half), the same data, crop pool (48,000 crops) and seed. `vit-distil-ft` is the same recipe
-# at 12,000 steps from `vit-distil`. Runs on the CPU (session 11: two models at a time, one thread each,
+# at 12,000 steps from `vit-distil`. Runs on the CPU (measured: two models at a time, one thread each,
 # 12-20 minutes of training per model). The export keeps the seed card's "encode_precision" (the
 # encoder is the seed's), so the recorded results are measured as `compressor eval` runs the model.
 #
-# usage: bash examples/finetune_tier.sh [DATA_DIR] [RUNS_DIR]
+# usage: bash docs/scripts/finetune_tier.sh [DATA_DIR] [RUNS_DIR]
 set -euo pipefail
 data=${1:-../shared/data/train}
 runs=${2:-runs}

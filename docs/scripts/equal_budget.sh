@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The "-1m" tier of the equal-budget comparison: each architecture's shipped 240,000-frame checkpoint
 # continued with one recipe for 1,485 steps of 512 frames, to 1,000,320 frames each. Run on one GPU
-# (session 6: an H200, 80-186 s of training per model); every model gets the same data, crop pool,
+# (measured: an H200, 80-186 s of training per model); every model gets the same data, crop pool,
 # seed, steps, batch, schedule, rate weight and quantizer surrogate.
 #
-# usage: bash examples/equal_budget.sh [DATA_DIR] [RUNS_DIR]
+# usage: bash docs/scripts/equal_budget.sh [DATA_DIR] [RUNS_DIR]
 set -euo pipefail
 data=${1:-../shared/data/train}
 runs=${2:-runs}

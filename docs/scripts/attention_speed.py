@@ -2,12 +2,12 @@
 
 The two are interleaved in one process, so the machine's drift between runs cancels out; 32 driving
 frames, 2 threads. Prints, per model, the median and every round:
-- `decode` (default): frames/s decoding, four rounds of 4 x 32 frames at batch 32 (session 12);
-- `search`: encode frames/s with `flips=2` and `refine=10`, three rounds (session 13);
+- `decode` (default): frames/s decoding, four rounds of 4 x 32 frames at batch 32;
+- `search`: encode frames/s with `flips=2` and `refine=10`, three rounds;
 - `train`: ms per training step of 16 frames, forward and backward under bf16 autocast, four rounds of
-  three steps, the first round left out of the median as warm-up (session 13).
+  three steps, the first round left out of the median as warm-up.
 
-usage: python examples/attention_speed.py [--what decode|search|train] [MODEL ...]
+usage: python docs/scripts/attention_speed.py [--what decode|search|train] [MODEL ...]
        (models by default: vit-distil2-ft cvit-1m-distil-ft hybrid-1m-distil-ft; `search`: vit-distil2-ft)
 """
 import argparse

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# One lent GPU's time (about 9 minutes), three stretches chained through release checkpoints; what
-# made vit-distil2 and vit-distil2-ft in session 12 (README, Training):
+# About 9 minutes of one H200, three stretches chained through release checkpoints; what
+# made vit-distil2 and vit-distil2-ft (docs/training-record.md, Training):
 #   j: the seed trained jointly on more frames                    -> vit-long3 (not shipped)
 #   d: an encoder distilled from 30-step refinement, decoder fixed -> vit-distil2 (seeded from j if j's
-#      final validation PSNR beats SEEDVAL, else from the seed itself: in session 12 j lost, 22.36 dB)
+#      final validation PSNR beats SEEDVAL, else from the seed itself: for vit-distil2-ft j lost, 22.36 dB)
 #   f: the decoder fine-tuned on d's fixed codes                   -> vit-distil2-ft
 # Each stretch is `compressor train --minutes M` (its speed probe fits the steps to the time). The releases
-# land in $OUT split in 15 MB parts (the lent machine returns files of at most 16 MiB): `cat NAME.part* >
+# land in $OUT split in 15 MB parts (the GPU machine returned files of at most 16 MiB): `cat NAME.part* >
 # NAME.safetensors` puts one together again. Every knob is an environment variable.
 #
 # usage (on the GPU machine, from the repository root):
-#   OUT=/tmp/out DATA=../shared/data/train SEED=checkpoints/vit-distil-ft.safetensors bash examples/gpu_chain.sh
+#   OUT=/tmp/out DATA=../shared/data/train SEED=checkpoints/vit-distil-ft.safetensors bash docs/scripts/gpu_chain.sh
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -2,11 +2,11 @@
 # The "-1m-distil" tier of the equal-budget comparison: each architecture's "-1m" checkpoint with its
 # encoder distilled from 30-step refinement (decoder frozen), one recipe for all four: 150 steps of 32
 # frames, a batch refined every 4 steps (1,216 refined frames), same data, crop pool and seed. Runs on
-# the CPU (session 9: 2 threads, 8-12 minutes of training per model, most of it in the refinement).
+# the CPU (measured: 2 threads, 8-12 minutes of training per model, most of it in the refinement).
 # The shipped cards were then given "encode_precision": "bf16" (checkpoint.update_card) and evaluated
 # again with --record; this script records float32-encoded results (within 0.01 dB of those).
 #
-# usage: bash examples/distil_tier.sh [DATA_DIR] [RUNS_DIR]
+# usage: bash docs/scripts/distil_tier.sh [DATA_DIR] [RUNS_DIR]
 set -euo pipefail
 data=${1:-../shared/data/train}
 runs=${2:-runs}
