@@ -703,6 +703,7 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
 
     from compressor.checkpoint import save_release
     from compressor.layers import count_parameters
+    from compressor.zoo import normalise_card
 
     state = Path(run_dir) / "state.safetensors"
     if not state.is_file():
@@ -724,7 +725,8 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
         "parameters": count_parameters(trainer.model.encoder) + count_parameters(trainer.model.decoder),
         "encoder_parameters": count_parameters(trainer.model.encoder),
         "decoder_parameters": count_parameters(trainer.model.decoder),
-        "training": trainer.facts(),
+        # Data folders and the seed's path as names, not this machine's paths (compressor.zoo.normalise_card).
+        "training": normalise_card(trainer.facts()),
         "licence": "weights trained on ImageNet samples, Cityscapes, CamVid, nuScenes and KITTI frames: "
                    "non-commercial research use only",
     }

@@ -29,6 +29,7 @@ def test_batch_sizes_and_repeats_give_identical_bytes(tiny):
     assert batched == tiny.encode_batch(frames)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(shipped_models()))
 def test_shipped_model_is_identical_across_batch_sizes(name):
     import compressor
@@ -38,6 +39,7 @@ def test_shipped_model_is_identical_across_batch_sizes(name):
     assert codec.encode_batch(frames) == [codec.encode(f) for f in frames]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(shipped_models()))
 def test_one_and_two_threads_give_identical_bytes(name):
     folder = str(eval_dir("kodak-frames-128x256"))

@@ -33,6 +33,7 @@ def test_every_shipped_model_has_floors():
     assert set(SHIPPED) == set(FLOORS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,set_name", CASES, ids=[f"{n}-{s}" for n, s in CASES])
 def test_bytes_and_psnr(name, set_name):
     codec = compressor.load(name)
@@ -44,6 +45,7 @@ def test_bytes_and_psnr(name, set_name):
     assert abs(recorded["mean_psnr"] - result["mean_psnr"]) < 0.05
 
 
+@pytest.mark.slow
 def test_cards_that_ask_for_bf16_encoding_lose_nothing_measurable():
     """A card's "encode_precision": "bf16" (the distilled models) must cost under 0.5% of the bits and
     0.02 dB against float32 encoding (measured: 0.11-0.43% and within 0.01 dB on the two sets)."""
@@ -122,6 +124,7 @@ def test_the_equal_budget_models_share_one_recipe():
     assert all(c.training["warm_started_from"]["name"] == f"{arch}-1m-distil" for arch, c in codecs.items())
 
 
+@pytest.mark.slow
 def test_a_frozen_half_is_its_seeds_bit_for_bit():
     """Cards trained with freeze_encoder (all five: decoders fine-tuned on distilled codes) encode with
     exactly their seed's encoder, so the quality gained belongs to the decoder. The seeds are former
@@ -148,6 +151,7 @@ def test_a_frozen_half_is_its_seeds_bit_for_bit():
         assert all(torch.equal(v, theirs[k]) for k, v in getattr(codec.model, half).state_dict().items()), codec.name
 
 
+@pytest.mark.slow
 def test_flip_rounds_lift_the_default_on_every_frame():
     """`flips=2` with the default on kodak-frames: no frame worse than plain, the mean well up (measured:
     vit-distil2-ft +0.17 dB, vit-distil-ft +0.19, vit-distil +0.25)."""

@@ -181,6 +181,7 @@ def test_gradient_passes_recompute_on_the_same_path_to_the_same_gradient(tiny, m
     assert torch.equal(recomputed, kept)
 
 
+@pytest.mark.slow
 def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
     """kodim23 at 512x768 with vit-long2: overlapping windows 26.0 dB, tiles side by side 25.5 dB, whole
     17.1 dB, at about the same bytes; the 16-pixel bands on the tile borders gain 1.0 dB (24.0 -> 25.0)."""
