@@ -151,7 +151,7 @@ def find_shipped(model_id: int) -> Path | None:
 
 
 # --- model cards without build-machine paths -----------------------------------------------------
-# "../shared/data/train/driving" or "/work/shared/data/train" -> "train/driving", "train": the data set's
+# "../shared/data/train/driving" or "/srv/shared/data/train" -> "train/driving", "train": the data set's
 # name inside the data folder. Any other path that reaches outside the repo keeps its last part only.
 _DATA_PATH = re.compile(r"/?(?:[\w.+~-]+/)*data/((?:train|eval)(?:/[\w.+-]+)*)")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)")

@@ -80,7 +80,7 @@ def test_a_shipped_codec_goes_by_its_zoo_name():
 def test_normalised_cards_keep_history_and_lose_paths():
     card = {
         "name": "x",
-        "training": {"data": ["/work/shared/data/train", "../shared/data/train/driving"],
+        "training": {"data": ["/srv/shared/data/train", "../shared/data/train/driving"],
                      "recipe": {"init_from": "checkpoints/vit-1m-distil.safetensors", "val_data": [], "steps": 3},
                      "warm_started_from": {"name": "vit-1m-distil", "frames_seen": 10},
                      "note": "from runs/seed.safetensors on /home/someone/data/train/photos, 2 steps/s"},
