@@ -635,10 +635,17 @@ def probe_rate(step_seconds: list[float]) -> float:
 
     Steps only (the save and plot that end run() are left out), and not the first third: those pay
     one-off costs (a GPU's kernel selection, allocator growth) and made an H200 look 20% slower than it
-    was, so that run ended 95 s early. A function of its own so tests can fix the measured speed.
+    was, so that run ended 95 s early.
     """
     timed = step_seconds[len(step_seconds) // 3 :]
     return len(timed) / max(1e-9, sum(timed))
+
+
+def steps_for_budget(step_seconds: list[float], seconds_left: float) -> int:
+    """How many more steps fit in `seconds_left`, at the probe's speed less a 5% margin (for later
+    validations and saves). A function of its own so tests can fix it: it is the one place where a run
+    depends on this machine's speed."""
+    return int(probe_rate(step_seconds) * seconds_left * 0.95)
 
 
 def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
@@ -655,8 +662,7 @@ def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
     cfg.steps = trainer.step + probe
     trainer.run()
     rate = probe_rate(trainer.step_seconds)
-    # The margin covers later validations and saves.
-    steps = torch.tensor(trainer.step + int(rate * (seconds - (time.time() - started)) * 0.95))
+    steps = torch.tensor(trainer.step + steps_for_budget(trainer.step_seconds, seconds - (time.time() - started)))
     if trainer.world > 1:
         import torch.distributed as dist
 
