@@ -77,13 +77,10 @@ class Bottleneck(nn.Module):
         self.register_buffer("cdf", cdf)  # (C, 3)
         self.entropy_model = None
         if trainable:
-            import warnings
+            from compressor.extras import need
 
-            with warnings.catch_warnings():  # compressai's import calls torch.jit.script, deprecated in torch 2.x
-                warnings.simplefilter("ignore", FutureWarning)
-                from compressor.extras import need
-
-                EntropyBottleneck = need("compressai", "training an entropy model").entropy_models.EntropyBottleneck
+            need("compressai", "training an entropy model")  # a one-line error where the train extra is missing
+            from compressai.entropy_models import EntropyBottleneck
 
             self.entropy_model = EntropyBottleneck(latent_channels)
             # Its quantiles serve CompressAI's own range coding, which we replace with the frozen

@@ -6,6 +6,7 @@ Encoding and decoding need only the core dependencies; training, the bench and v
 from __future__ import annotations
 
 import importlib
+import warnings
 
 from compressor.errors import MissingExtraError
 
@@ -24,7 +25,9 @@ EXTRAS = {
 def need(module: str, what: str, extra: str | None = None):
     """Import `module` for `what` ("training", "video input"), or raise a one-line MissingExtraError."""
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():  # compressai's import calls torch.jit.script, deprecated in torch 2.x
+            warnings.simplefilter("ignore", FutureWarning)
+            return importlib.import_module(module)
     except ImportError:
         package, default_extra = EXTRAS[module]
         raise MissingExtraError(f"{what} needs {package}, which is not installed: "
