@@ -21,7 +21,7 @@ import numpy as np
 FRAME = (128, 256)
 RUN = 8  # `frames` keeps runs of this many consecutive files, so the kept frames still hold pairs
 PAIR_STEPS = (1, 2)
-_FRAME_NUMBER = re.compile(r"^(.*?)(\d{3,})(\D*)$")
+_FRAME_NUMBER = re.compile(r"\d{3,}")
 
 
 def select_files(files: list[Path], frames: int | None, exclude: list[str]) -> list[Path]:
@@ -36,17 +36,19 @@ def select_files(files: list[Path], frames: int | None, exclude: list[str]) -> l
     return [files[i] for i in keep[:frames]]
 
 
-def sequence_pairs(files: list[Path]) -> list[tuple[int, int]]:
-    """Index pairs (earlier, later) of frames PAIR_STEPS apart within each sequence of `files`.
+def sequence_pairs(files: list[Path]) -> list[tuple[int, int, int]]:
+    """(earlier, later, step): index pairs of frames PAIR_STEPS apart within each sequence of `files`.
 
     Frames of a sequence are ordered by number; a step counts files that are there, at the sequence's
     usual spacing (its smallest gap), so a gap in the numbering breaks the sequence.
     """
     groups: dict[tuple, list[tuple[int, int]]] = {}
     for index, f in enumerate(files):
-        m = _FRAME_NUMBER.match(f.stem)
-        if m:
-            groups.setdefault((f.parent, m.group(1), m.group(3), f.suffix.lower()), []).append((int(m.group(2)), index))
+        runs = list(_FRAME_NUMBER.finditer(f.stem))
+        if runs:
+            m = runs[-1]  # the frame number: the last run of 3+ digits
+            key = (f.parent, f.stem[: m.start()], f.stem[m.end() :], f.suffix.lower())
+            groups.setdefault(key, []).append((int(m.group()), index))
     pairs = []
     for members in groups.values():
         members.sort()
@@ -59,7 +61,7 @@ def sequence_pairs(files: list[Path]) -> list[tuple[int, int]]:
         for step in PAIR_STEPS:
             for (a, i), (b, j) in zip(members[:-step], members[step:]):
                 if b - a == step * spacing:
-                    pairs.append((i, j))
+                    pairs.append((i, j, step))
     return pairs
 
 
@@ -100,7 +102,7 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
         raise ValueError("no consecutive frames found for the temporal table (see compressor/context_fit.py)")
     tables = {
         "spatial": context_model.fit_tables(symbols),
-        "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j in pairs]),
+        "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs]),
     }
     entry = {
         "spatial": {"layout": context_model.SPATIAL.name, "frames": len(files)},
