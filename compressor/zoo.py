@@ -132,20 +132,22 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 @lru_cache(maxsize=64)
-def _model_id_of(path: str, mtime_ns: int) -> int:
+def _card_of(path: str, mtime_ns: int):
     from compressor.checkpoint import read_card
 
-    return read_card(path).model_id
+    return read_card(path)
 
 
-def find_shipped(model_id: int) -> Path | None:
-    """The shipped checkpoint with this model id, or None; only the shipped files are looked at.
+def find_shipped(model_id: int, version: int = 1) -> Path | None:
+    """The shipped checkpoint that wrote a .bin header with this model id and format version, or None;
+    only the shipped files are looked at.
 
+    A version-1 header may carry a checkpoint's legacy id (written before its context tables were added).
     `compressor.decode` asks this for every file it decodes, so each checkpoint's header is read once
     (again only if the file changes), not once per decoded frame.
     """
     for path in shipped_models().values():
-        if _model_id_of(str(path), path.stat().st_mtime_ns) == model_id:
+        if _card_of(str(path), path.stat().st_mtime_ns).accepts(model_id, version):
             return path
     return None
 
