@@ -47,7 +47,7 @@ def encode(image, model=None, *, refine: int = 0, flips: int = 0, tile: bool = T
     """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes.
 
     `refine=N` spends N decoder gradient steps searching for a better code, `flips=R` R rounds of greedy
-    bit flips (slower, never worse; `compressor.refine`).
+    bit flips (slower, never worse; `compressor.search`).
     `tile` and `overlap` say how a global-attention model cuts an image above its training frame
     (`Codec.encode_batch`).
     """

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 
+from compressor.atomic import write_atomic
 from compressor.checkpoint import DEFAULT_MODEL, warm_start_note
 from compressor.errors import CompressorError
 from compressor.registry import ARCHITECTURES
@@ -36,53 +34,6 @@ def _run(prog: str, fn, args) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-
-
-def _new_file_mode(path: Path) -> int:
-    """The permission bits `path` should get: an existing file's own, else what open() gives under the umask."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place.
-
-    The file gets the permissions a plain open() would give it (the temp file's are owner-only). A target
-    that exists and is not a regular file (/dev/null, a pipe) is written into, not replaced.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        if data is None:
-            with tempfile.TemporaryDirectory() as scratch:
-                tmp = Path(scratch) / ("out" + path.suffix)
-                writer(str(tmp))
-                data = tmp.read_bytes()
-        with open(path, "wb") as f:
-            f.write(data)
-        return
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UserError(f"output folder does not exist: {directory}")
-    mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if data is not None:
-                f.write(data)
-        if writer is not None:
-            writer(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _check_paths(src: Path, dst: Path) -> None:
@@ -154,7 +105,7 @@ _steps.__name__ = _positive.__name__ = "whole number"  # argparse says "invalid 
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
-    """--refine and --flips, the encoder-side searches (compressor.refine), for compress, eval and speed."""
+    """--refine and --flips, the encoder-side searches (compressor.search), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
     search.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
                         help=f"{what} STEPS Adam steps of search for a better code (slow; 30 gave vit-distil +0.5 dB)")
@@ -241,7 +192,7 @@ def _models(args) -> None:
 
 
 def _eval(args) -> None:
-    from compressor.evaluate import evaluate_paths, record_results
+    from compressor.measure.evaluate import evaluate_paths, record_results
 
     result = evaluate_paths(args.paths, model=args.model, refine=args.refine, flips=args.flips, tile=not args.no_tile,
                             overlap=not args.no_overlap, device=args.device, verbose=not args.json)
@@ -253,7 +204,7 @@ def _eval(args) -> None:
 
 
 def _speed(args) -> None:
-    from compressor.evaluate import measure_speed
+    from compressor.measure.evaluate import measure_speed
 
     r = measure_speed(args.model, batch=args.batch, frames=args.frames, threads=args.threads,
                       size=(args.height, args.width), repeats=args.repeats, refine=args.refine, flips=args.flips,
@@ -265,7 +216,8 @@ def _speed(args) -> None:
 
 
 def _train(args) -> None:
-    from compressor.train import TrainConfig, apply_overrides, train, validate
+    from compressor.training.config import TrainConfig, apply_overrides, check_config
+    from compressor.training.run import train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -303,7 +255,7 @@ def _train(args) -> None:
     cfg = apply_overrides(cfg, overrides)
     if args.data:
         cfg.data = [str(Path(d)) for d in args.data]
-    validate(cfg)
+    check_config(cfg)
     missing = [d for d in cfg.data if not Path(d).expanduser().exists()]
     if missing:  # checked before the run folder is made, so a typo leaves nothing behind
         raise UserError(f"training data not found: {', '.join(missing)}")
@@ -313,11 +265,11 @@ def _train(args) -> None:
 
 
 def _bench(args) -> None:
-    from compressor.bench import run_bench
+    from compressor.measure.bench import run_bench
 
-    images = args.images or sorted(str(p) for p in (Path("..") / "shared" / "data" / "eval").glob("*") if p.is_dir())
+    images = args.images or []  # no default: data folders live outside the package
     if not images:
-        raise UserError("no image folders: pass --images DIR")
+        raise UserError("no image folders: pass --images DIR (repeatable)")
     missing = [d for d in images if not Path(d).is_dir()]
     if missing:  # before minutes of speed measurements, and before the output folder is made
         raise UserError(f"image folder not found: {', '.join(missing)}")
@@ -333,7 +285,7 @@ def _bench(args) -> None:
 
 
 def _export(args) -> None:
-    from compressor.train import export_release
+    from compressor.training.export import export_release
 
     output = Path(args.output)
     if output.suffix != ".safetensors":  # `compressor export RUN mycodec` writes mycodec.safetensors
@@ -399,7 +351,7 @@ def compressor_main(argv=None) -> int:
     s.set_defaults(fn=_train)
 
     s = sub.add_parser("bench", help="models and classic codecs side by side: JSON, markdown, plots")
-    s.add_argument("--images", action="append", help="image folder (repeatable; default ../shared/data/eval/*)")
+    s.add_argument("--images", action="append", help="image folder (repeatable; at least one)")
     s.add_argument("--models", help="comma-separated names or .safetensors paths (default: all shipped)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--no-classic", action="store_true", help="skip the classic codecs")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import compressor
-from compressor.evaluate import expand_paths
+from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from compressor.metrics import psnr
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from compressor.checkpoint import shipped_checkpoints
-from compressor.evaluate import expand_paths
+from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from tests.conftest import eval_dir
 
 SCRIPT = """
 import hashlib, sys, torch, compressor
-from compressor.evaluate import expand_paths
+from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
 torch.set_num_threads(int(sys.argv[1]))
 codec = compressor.load(sys.argv[2])
