@@ -6,6 +6,10 @@
     codec = compressor.load("vit")             # a Codec: encode/decode, batched variants, metadata
 
 torch and the model load on first use, so importing the package stays fast.
+
+Where things live: the codec core is flat in this folder (images, model, bottleneck, entropy_coder,
+bitstream, tiling, search, codec, checkpoint); architectures/ holds one file per encoder/decoder
+family; training/ trains a model and exports it; measure/ evaluates and benchmarks codecs.
 """
 from __future__ import annotations
 
