@@ -22,9 +22,9 @@ import torch
 from compressor.bottleneck import binarize
 from compressor.checkpoint import load_model, resolve
 from compressor.codec import Codec
-from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from compressor.layers import TransformerBlock
+from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 from compressor.training.config import TrainConfig
 from compressor.training.data import cached_pool, find_images, split_files

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from compressor.checkpoint import shipped_checkpoints
-from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths
 from tests.conftest import eval_dir
 
 SCRIPT = """
 import hashlib, sys, torch, compressor
-from compressor.measure.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths
 torch.set_num_threads(int(sys.argv[1]))
 codec = compressor.load(sys.argv[2])
 frames = [to_rgb_array(f) for f in expand_paths(sys.argv[3:])]
