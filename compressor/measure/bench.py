@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.measure.evaluate import expand_paths, measure_speed, round_trip
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths, measure_speed, round_trip
 from compressor.measure.report import plot_rd, plot_visual, write_tables
 from compressor.measure.scaling import run_scaling
 from compressor.metrics import ms_ssim, psnr
