@@ -6,6 +6,10 @@
     codec = compressor.load("vit.default")     # a Codec: encode/decode, batched variants, metadata
 
 torch and the model load on first use, so importing the package stays fast.
+
+Where things live: the codec core is flat in this folder (images, model, bottleneck, entropy_coder,
+bitstream, tiling, search, codec, checkpoint); architectures/ holds one file per encoder/decoder
+family; training/ trains a model and exports it; measure/ evaluates and benchmarks codecs.
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def encode(image, model=None, *, refine: int = 0, flips: int = 0, tile: bool = T
     """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes.
 
     `refine=N` spends N decoder gradient steps searching for a better code, `flips=R` R rounds of greedy
-    bit flips (slower, never worse; `compressor.refine`).
+    bit flips (slower, never worse; `compressor.search`).
     `tile` and `overlap` say how a global-attention model cuts an image above its training frame
     (`Codec.encode_batch`).
     """

@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CDF_PRECISION = 16
-CDF_TOTAL = 1 << CDF_PRECISION
+from compressor.entropy_coder import CDF_TOTAL  # the tables' scale, defined where they are coded
 
 
 def hard_sign(y: torch.Tensor) -> torch.Tensor:

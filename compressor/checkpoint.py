@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compressor.atomic import write_atomic
 from compressor.errors import ModelError
 
 FORMAT = "compressor.checkpoint/1"
@@ -54,7 +55,7 @@ class ModelCard:
 
     @property
     def refine_start_scale(self) -> float:
-        """What refinement multiplies this encoder's latent by before its search (`compressor.refine`; 1 if unsaid)."""
+        """What refinement multiplies this encoder's latent by before its search (`compressor.search`; 1 if unsaid)."""
         return float(self.card.get("refine_start_scale", 1.0))
 
 
@@ -112,13 +113,7 @@ def update_card(path: str | os.PathLike, card: dict) -> None:
 def _save_atomic(path: Path, tensors: dict, metadata: dict) -> None:
     from safetensors.torch import save_file
 
-    from compressor.files import new_file_mode
-
-    tmp = path.with_name(path.name + ".tmp")
-    mode = new_file_mode(path)
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, mode)  # safetensors writes 0600; a checkpoint is shared like any output
-    os.replace(tmp, path)
+    write_atomic(path, writer=lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

@@ -10,11 +10,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from compressor.atomic import write_atomic
+from compressor.checkpoint import warm_start_note
 from compressor.errors import CompressorError
-from compressor.files import new_file_mode
 from compressor.registry import ARCHITECTURES
 from compressor.zoo import DEFAULT_MODEL
 
@@ -36,43 +36,6 @@ def _run(prog: str, fn, args) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-
-
-def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place.
-
-    The file gets the permissions a plain open() would give it (the temp file's are owner-only). A target
-    that exists and is not a regular file (/dev/null, a pipe) is written into, not replaced.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        if data is None:
-            with tempfile.TemporaryDirectory() as scratch:
-                tmp = Path(scratch) / ("out" + path.suffix)
-                writer(str(tmp))
-                data = tmp.read_bytes()
-        with open(path, "wb") as f:
-            f.write(data)
-        return
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UserError(f"output folder does not exist: {directory}")
-    mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if data is not None:
-                f.write(data)
-        if writer is not None:
-            writer(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _check_paths(src: Path, dst: Path) -> None:
@@ -144,7 +107,7 @@ _steps.__name__ = _positive.__name__ = "whole number"  # argparse says "invalid 
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
-    """--refine and --flips, the encoder-side searches (compressor.refine), for compress, eval and speed."""
+    """--refine and --flips, the encoder-side searches (compressor.search), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
     search.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
                         help=f"{what} STEPS Adam steps of search for a better code (slow; 30 gave vit-distil +0.5 dB)")
@@ -232,7 +195,7 @@ def _models(args) -> None:
 
 
 def _eval(args) -> None:
-    from compressor.evaluate import evaluate_paths, record_results
+    from compressor.measure.evaluate import evaluate_paths, record_results
 
     result = evaluate_paths(args.paths, model=args.model, refine=args.refine, flips=args.flips, tile=not args.no_tile,
                             overlap=not args.no_overlap, device=args.device, verbose=not args.json)
@@ -244,7 +207,7 @@ def _eval(args) -> None:
 
 
 def _speed(args) -> None:
-    from compressor.evaluate import measure_speed
+    from compressor.measure.evaluate import measure_speed
 
     r = measure_speed(args.model, batch=args.batch, frames=args.frames, threads=args.threads,
                       size=(args.height, args.width), repeats=args.repeats, refine=args.refine, flips=args.flips,
@@ -260,7 +223,8 @@ def _train(args) -> None:
 
     for module in ("compressai", "tqdm", "matplotlib"):  # before anything is written
         need(module, "compressor train", "train")
-    from compressor.train import TrainConfig, apply_overrides, train, validate
+    from compressor.training.config import TrainConfig, apply_overrides, check_config
+    from compressor.training.run import train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -298,7 +262,7 @@ def _train(args) -> None:
     cfg = apply_overrides(cfg, overrides)
     if args.data:
         cfg.data = [str(Path(d)) for d in args.data]
-    validate(cfg)
+    check_config(cfg)
     missing = [d for d in cfg.data if not Path(d).expanduser().exists()]
     if missing:  # checked before the run folder is made, so a typo leaves nothing behind
         raise UserError(f"training data not found: {', '.join(missing)}")
@@ -311,11 +275,11 @@ def _bench(args) -> None:
     from compressor.extras import need
 
     need("matplotlib", "compressor bench", "bench")
-    from compressor.bench import run_bench
+    from compressor.measure.bench import run_bench
 
-    images = args.images or sorted(str(p) for p in (Path("..") / "shared" / "data" / "eval").glob("*") if p.is_dir())
+    images = args.images or []  # no default: data folders live outside the package
     if not images:
-        raise UserError("no image folders: pass --images DIR")
+        raise UserError("no image folders: pass --images DIR (repeatable)")
     missing = [d for d in images if not Path(d).is_dir()]
     if missing:  # before minutes of speed measurements, and before the output folder is made
         raise UserError(f"image folder not found: {', '.join(missing)}")
@@ -334,7 +298,7 @@ def _export(args) -> None:
     from compressor.extras import need
 
     need("compressai", "compressor export", "train")
-    from compressor.train import export_release
+    from compressor.training.export import export_release
 
     output = Path(args.output)
     if output.suffix != ".safetensors":  # `compressor export RUN mycodec` writes mycodec.safetensors
@@ -426,7 +390,7 @@ def compressor_main(argv=None) -> int:
     s.set_defaults(fn=_train)
 
     s = sub.add_parser("bench", help="models and classic codecs side by side: JSON, markdown, plots")
-    s.add_argument("--images", action="append", help="image folder (repeatable; default ../shared/data/eval/*)")
+    s.add_argument("--images", action="append", help="image folder (repeatable; at least one)")
     s.add_argument("--models", help="comma-separated names or .safetensors paths (default: all shipped)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--no-classic", action="store_true", help="skip the classic codecs")

@@ -19,7 +19,7 @@ from compressor import bitstream, context_model, entropy_coder
 from compressor.checkpoint import ModelCard, load_model
 from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
 from compressor.errors import ModelMismatchError
-from compressor.images import check_size, to_pil, to_rgb_array
+from compressor.images import check_pixels, to_pil, to_rgb_array
 
 if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads only on first use
     from compressor.tiling import Tiling
@@ -128,7 +128,7 @@ class Codec:
 
         `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
         reconstructs better; `flips` > 0 searches with that many greedy rounds of bit flips instead
-        (`compressor.refine`: fewer passes go further with flips, more with refine). Either is slower
+        (`compressor.search`: fewer passes go further with flips, more with refine). Either is slower
         encoding, same format, never worse than the plain code. Searched bytes are exact on one machine
         but may differ across CPUs (bf16 rounding).
         `tile=False` codes an image larger than a global-attention model's training frame whole
@@ -143,7 +143,7 @@ class Codec:
         if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
             raise TypeError(f"encode_batch takes a list of images, not {type(images).__name__} (use encode for one)")
         arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
-        from compressor.refine import flip_symbols, refine_symbols
+        from compressor.search import flip_symbols, refine_symbols
 
         bf16 = self.decode_precision == "bf16"  # a search runs the decoder as decode will run it
 
@@ -271,7 +271,7 @@ class Codec:
             )
         if header.context and self._tables is None:  # unreachable for a genuine id: its tables are hashed in it
             raise bitstream.BitstreamError(f"version-2 file, but '{self.name}' has no context tables")
-        check_size(header.height, header.width, MAX_CODEC_PIXELS)
+        check_pixels(header.height, header.width, MAX_CODEC_PIXELS)
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
         shape = (self.model.latent_channels, *self.model.latent_grid(header.height, header.width))

@@ -67,7 +67,7 @@ def sequence_pairs(files: list[Path]) -> list[tuple[int, int, int]]:
 
 def load_frames(files: list[Path]) -> np.ndarray:
     """uint8 (N, 128, 256, 3) frames made as `../shared/data/README.md` says."""
-    from compressor.data import cover_frame, first_frame
+    from compressor.training.data import cover_frame, first_frame
 
     return np.stack([np.asarray(cover_frame(first_frame(f), FRAME)) for f in files])
 
@@ -83,7 +83,7 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
     from compressor import context_model
     from compressor.checkpoint import load_model, save_with_context
     from compressor.codec import Codec
-    from compressor.data import find_images
+    from compressor.training.data import find_images
 
     start = time.perf_counter()
     files = select_files(find_images(folders), frames, list(exclude))

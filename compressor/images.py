@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.bitstream import MAX_PIXELS as MAX_IMAGE_PIXELS  # the most a .bin header can hold; refused before decoding pixels
 from compressor.errors import ImageError
 
-# Pillow's own guard against decompression bombs; we refuse anything larger before decoding pixels.
-MAX_IMAGE_PIXELS = 16384 * 16384
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".avif", ".jxl"}
 # Float inputs outside this range are refused rather than clipped to [0, 1].
 FLOAT_RANGE = (-0.5, 1.5)
 
@@ -39,7 +39,7 @@ def _from_pil(im) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def check_size(height: int, width: int, max_pixels: int, where: str = "") -> None:
+def check_pixels(height: int, width: int, max_pixels: int, where: str = "") -> None:
     """Refuse an image of more than `max_pixels` pixels (`where` prefixes the message)."""
     if height * width > max_pixels:
         raise ImageError(f"{where}image of {height}x{width} pixels is above the limit of {max_pixels} pixels")
@@ -58,7 +58,7 @@ def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked here, in one line
                 with Image.open(path) as im:
-                    check_size(im.height, im.width, max_pixels, f"{path}: ")
+                    check_pixels(im.height, im.width, max_pixels, f"{path}: ")
                     im.load()
                     arr = _from_pil(im)
         except ImageError:
@@ -71,7 +71,7 @@ def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         arr = _array_from_numeric(image)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"empty image of size {arr.shape[0]}x{arr.shape[1]}")
-    check_size(arr.shape[0], arr.shape[1], max_pixels)
+    check_pixels(arr.shape[0], arr.shape[1], max_pixels)
     return np.ascontiguousarray(arr)
 
 

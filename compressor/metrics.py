@@ -1,5 +1,7 @@
 """Quality metrics on 8-bit RGB images, as design.md defines them: PSNR and MS-SSIM per image.
 
+`psnr` takes two uint8 arrays (measurement); `psnr_batch` two float tensor batches (training's validation).
+
 MS-SSIM follows Wang et al. 2003 (11x11 Gaussian window, sigma 1.5, the five published scale
 weights). A 128x256 frame is too small for five scales of an 11-pixel window (the coarsest would be
 8x16 pixels), so small images use as many scales as fit, with the weights of those scales
@@ -17,6 +19,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images: MSE over all pixels and channels."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def psnr_batch(a, b):
+    """Per-image PSNR in dB of two batches of float tensors in [0, 1], each rounded to 8 bits first: (B,).
+
+    `psnr` on each image's uint8 array gives the same values; this one stays on the tensors' device.
+    """
+    a8 = (a.clamp(0, 1) * 255).round()
+    b8 = (b.clamp(0, 1) * 255).round()
+    mse = ((a8 - b8) ** 2).flatten(1).mean(1)
+    return 10 * (255.0**2 / mse.clamp_min(1e-10)).log10()
 
 
 def ms_ssim_scales(height: int, width: int) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import compressor
 from compressor import context_model, entropy_coder
 from compressor.context_fit import load_frames
-from compressor.data import find_images
+from compressor.training.data import find_images
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval" / "kodak-frames-128x256"
 

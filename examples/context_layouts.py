@@ -20,7 +20,7 @@ import numpy as np
 import compressor
 from compressor import context_model as cm
 from compressor.context_fit import load_frames, sequence_pairs
-from compressor.data import find_images
+from compressor.training.data import find_images
 
 CUR = {"L": (0, 0, -1), "L2": (0, 0, -2), "U": (0, -1, 0), "U2": (0, -2, 0), "UL": (0, -1, -1),
        "c-1": (-1, 0, 0), "c-2": (-2, 0, 0), "c-1 L": (-1, 0, -1), "c-1 U": (-1, -1, 0)}

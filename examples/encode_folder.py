@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 import compressor
-from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 
 

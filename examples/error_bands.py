@@ -16,9 +16,9 @@ import argparse
 import numpy as np
 
 import compressor
-from compressor.classic import available_codecs, fit
-from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.classic import available_codecs, fit
+from compressor.measure.evaluate import expand_paths
 
 
 def block_means(err: np.ndarray, size: int) -> np.ndarray:

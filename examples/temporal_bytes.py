@@ -17,7 +17,7 @@ import numpy as np
 import compressor
 from compressor import context_model, entropy_coder
 from compressor.context_fit import PAIR_STEPS, load_frames, sequence_pairs
-from compressor.data import find_images
+from compressor.training.data import find_images
 
 
 def main() -> None:

@@ -1,11 +1,17 @@
-"""Shared fixtures: a tiny untrained model saved as a real release checkpoint, and data paths."""
+"""Shared fixtures: a tiny untrained model saved as a real release checkpoint, and data paths.
+
+The evaluation frames are found through one environment variable, COMPRESSOR_TEST_DATA (the data
+folder holding eval/), with ../shared/data beside the checkout as its default; tests that need them
+skip where they are absent.
+"""
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = Path(os.environ.get("COMPRESSOR_TEST_DATA", REPO.parent / "shared" / "data"))
 TINY_VIT = {
     "encoder": "vit",
     "decoder": "vit",
@@ -96,7 +102,7 @@ def frame() -> np.ndarray:
 
 
 def eval_dir(name: str) -> Path:
-    path = SHARED_DATA / "eval" / name
+    path = TEST_DATA / "eval" / name
     if not path.is_dir():
         pytest.skip(f"evaluation data not found at {path}")
     return path

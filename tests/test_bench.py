@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.bench import run_bench
-from compressor.classic import available_codecs, bare_size, fit
+from compressor.measure.bench import run_bench
+from compressor.measure.classic import available_codecs, bare_size, fit
 from compressor.metrics import ms_ssim, ms_ssim_scales, psnr
 
 
@@ -77,7 +77,7 @@ def test_ms_ssim_values():
 
 def test_scaling_measures_time_and_memory_from_a_big_parent(tiny_path, tmp_path):
     """Each size runs in a child; its peak memory must be its own, not the bench's (which is large)."""
-    from compressor.bench import run_scaling
+    from compressor.measure.scaling import run_scaling
 
     ballast = np.ones(400 * 2**20, np.uint8)  # the parent's peak resident set: at least 400 MB
     result = run_scaling([str(tiny_path)], tmp_path, threads=1, sizes=[(64, 128), (512, 1024)], log=lambda *a: None)
@@ -92,7 +92,7 @@ def test_scaling_measures_time_and_memory_from_a_big_parent(tiny_path, tmp_path)
 
 
 def test_avif_runs_at_its_psnr_best_settings_and_records_them():
-    from compressor.classic import available_codecs
+    from compressor.measure.classic import available_codecs
 
     avif = [c for c in available_codecs() if c.fmt == "AVIF"]
     if not avif:

@@ -5,15 +5,16 @@ import sys
 import numpy as np
 import pytest
 
+from compressor.measure.evaluate import expand_paths
 from compressor.zoo import shipped_models
-from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths
 from tests.conftest import eval_dir
 
 SCRIPT = """
 import hashlib, sys, torch, compressor
-from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
+from compressor.measure.evaluate import expand_paths
 torch.set_num_threads(int(sys.argv[1]))
 codec = compressor.load(sys.argv[2])
 frames = [to_rgb_array(f) for f in expand_paths(sys.argv[3:])]

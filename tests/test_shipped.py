@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 import compressor
+from compressor.measure.evaluate import evaluate_paths
 from compressor.zoo import shipped_models
-from compressor.evaluate import evaluate_paths
 from tests.conftest import eval_dir
 
 # Floors sit 0.1 dB under the values measured by `compressor eval DIR --model NAME` (see docs/training-record.md);
@@ -51,7 +51,7 @@ def test_cards_that_ask_for_bf16_encoding_lose_nothing_measurable():
     0.02 dB against float32 encoding (measured: 0.11-0.43% and within 0.01 dB on the two sets)."""
     from compressor.checkpoint import load_model
     from compressor.codec import Codec, resolve
-    from compressor.evaluate import expand_paths
+    from compressor.measure.evaluate import expand_paths
     from compressor.images import to_rgb_array
 
     asks = [name for name in SHIPPED if compressor.load(name).card.card.get("encode_precision") == "bf16"]
@@ -103,7 +103,7 @@ EQUAL_BUDGET = [name for name in SHIPPED if name.endswith(".equal-budget")]
 
 
 def _recipe(codec) -> dict:
-    from compressor.train import WHERE_NOT_WHAT
+    from compressor.training.config import WHERE_NOT_WHAT
 
     recipe = dict(codec.training["recipe"])
     for key in (*WHERE_NOT_WHAT, "init_from"):  # older cards recorded these too; the seed is checked apart

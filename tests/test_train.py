@@ -10,7 +10,11 @@ from PIL import Image
 
 import compressor
 from compressor.model import ModelConfig
-from compressor.train import TrainConfig, Trainer, _grown_blocks, export_release, learning_rate, train
+from compressor.training.config import TrainConfig, learning_rate
+from compressor.training.export import export_release
+from compressor.training.run import train
+from compressor.training.state import _grown_blocks
+from compressor.training.trainer import Trainer
 from tests.conftest import TINY_VIT
 
 
@@ -50,7 +54,7 @@ def _seed_release(folder, tmp_path):
 def test_train_export_load_and_code(image_folder, tmp_path, frame):
     run = tmp_path / "run"
     trainer = train(_config(image_folder, tmp_path, 6), run)
-    assert trainer.step == 6
+    assert trainer.progress.step == 6
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [2, 4, 6] and "val_psnr" in lines[1]
     assert all(np.isfinite(l["loss"]) for l in lines)
@@ -94,12 +98,12 @@ def test_resume_continues_at_the_saved_step(image_folder, tmp_path):
     weights = {k: v.clone() for k, v in first.model.state_dict().items()}
     resumed = Trainer(_config(image_folder, tmp_path, 8), run)
     resumed.load_state(run / "state.safetensors")
-    assert resumed.step == 4
+    assert resumed.progress.step == 4
     for k, v in resumed.model.state_dict().items():
         assert (v == weights[k]).all(), k
     assert resumed.opt.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
     second = train(_config(image_folder, tmp_path, 8), run, resume=True)
-    assert second.step == 8
+    assert second.progress.step == 8
 
 
 def test_a_run_moved_between_machines_says_so_in_its_card(image_folder, tmp_path):
@@ -130,7 +134,7 @@ def test_learning_rate_schedule():
 
 
 def test_missing_or_empty_data_folder(tmp_path):
-    from compressor.data import find_images
+    from compressor.training.data import find_images
 
     with pytest.raises(FileNotFoundError, match="not found"):
         find_images([tmp_path / "nope"])
@@ -145,7 +149,7 @@ def test_unknown_config_keys_are_refused():
 
 
 def test_overrides_are_type_checked():
-    from compressor.train import apply_overrides
+    from compressor.training.config import apply_overrides
 
     cfg = apply_overrides(TrainConfig(), ["steps=12", "lr=1e-3", "bf16=false", "crop=[64, 128]",
                                           "model.encoder=convnext", "model.encoder_args.dims=[8, 16, 32]"])
@@ -273,7 +277,7 @@ def test_video_files_are_training_data(tmp_path):
     """A short clip made here with PyAV is found, decoded into frames and cut into crops."""
     import av
 
-    from compressor.data import build_pool, find_images, first_frame
+    from compressor.training.data import build_pool, find_images, first_frame
 
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -346,7 +350,6 @@ def test_kill_and_resume(image_folder, tmp_path):
     import time
 
     from compressor.cli import compressor_main
-    from compressor.train import TrainConfig
 
     run = tmp_path / "run"
     argv = _endless_run_argv(image_folder, tmp_path, run, "checkpoint_minutes=0.002")
@@ -363,7 +366,7 @@ def test_kill_and_resume(image_folder, tmp_path):
         proc.wait()
     trainer = Trainer(TrainConfig.from_dict(json.loads((run / "config.json").read_text())), run)
     trainer.load_state(run / "state.safetensors")
-    saved = trainer.step
+    saved = trainer.progress.step
     assert saved >= 1  # the kill may leave a half-written .tmp beside it, never a broken state file
     assert compressor_main(["train", "--resume", str(run), "--steps", str(saved + 2), "--set", "log_every=1"]) == 0
     assert not list(run.glob("*.tmp"))
@@ -384,7 +387,7 @@ def test_non_finite_loss_stops_with_a_clear_error(image_folder, tmp_path):
 
 def test_batches_are_the_same_wherever_the_pool_lives():
     """A pool kept on the device (a GPU's fast path, forced here on the CPU) gives the host path's batches."""
-    from compressor.data import CropSampler
+    from compressor.training.data import CropSampler
 
     pool = np.random.default_rng(1).integers(0, 256, (20, 8, 16, 3), dtype=np.uint8)
     host = CropSampler(pool.copy(), 6, seed=3, pool_on_device=False)
@@ -407,10 +410,10 @@ def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys, monke
     The probe's verdict is fixed at 30 more steps, so the step count does not depend on this CPU's speed
     or load: 20 probe steps, then 30.
     """
-    import compressor.train
+    import compressor.training.run
     from compressor.cli import compressor_main
 
-    monkeypatch.setattr(compressor.train, "steps_for_budget", lambda step_seconds, seconds_left: 30)
+    monkeypatch.setattr(compressor.training.run, "steps_for_budget", lambda step_seconds, seconds_left: 30)
     run = tmp_path / "run"
     tiny = _tiny_vit_sets(tmp_path, "batch_size=4", "warmup_steps=40", "val_every=1000")
     assert compressor_main(["train", "--encoder", "vit", "--data", str(image_folder), "--minutes", "0.5",
@@ -428,26 +431,27 @@ def test_the_speed_probe_leaves_out_its_slow_first_steps():
     """A device whose first steps are slow (kernel selection, allocator growth) is timed on the rest."""
     from types import SimpleNamespace
 
-    from compressor.train import fit_steps_to_time
+    from compressor.training.run import fit_steps_to_time
 
     class SlowStart:  # a trainer whose first 5 steps take 1 s each and the rest 10 ms
         cfg = SimpleNamespace(warmup_steps=30, steps=0)
-        step, world, is_main = 0, 1, True
+        progress = SimpleNamespace(step=0)
+        world, is_main = 1, True
 
         def run(self):
-            self.step_seconds = [1.0] * 5 + [0.01] * (self.cfg.steps - self.step - 5)
-            self.step = self.cfg.steps
+            self.step_seconds = [1.0] * 5 + [0.01] * (self.cfg.steps - self.progress.step - 5)
+            self.progress.step = self.cfg.steps
 
     trainer = SlowStart()
     fit_steps_to_time(trainer, seconds=10.0, started=time.time())
-    assert trainer.step == 15  # the probe: half the warmup
+    assert trainer.progress.step == 15  # the probe: half the warmup
     assert 900 < trainer.cfg.steps < 15 + 10 * 100  # 100 steps/s for the ~10 s left, less the 5% margin
 
 
 @pytest.mark.parametrize("frozen, moving", [("decoder", "encoder"), ("encoder", "decoder")])
 def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_path, frozen, moving):
     """freeze_decoder refits the encoder to a fixed decoder; freeze_encoder the decoder to fixed codes."""
-    from compressor.train import validate
+    from compressor.training.config import check_config
 
     cfg = _config(image_folder, tmp_path, 3)
     cfg.init_from, cfg.surrogate_temperature = str(_seed_release(image_folder, tmp_path)), 32.0
@@ -460,11 +464,11 @@ def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_p
                for k, v in getattr(seed, moving).state_dict().items())
     setattr(cfg, f"freeze_{moving}", True)
     with pytest.raises(ValueError, match="no network to train"):
-        validate(cfg)
+        check_config(cfg)
     setattr(cfg, f"freeze_{moving}", False)
     cfg.init_from = ""
     with pytest.raises(ValueError, match="init_from"):
-        validate(cfg)
+        check_config(cfg)
 
 
 def test_a_fixed_encoder_keeps_its_seeds_encode_precision(image_folder, tmp_path):
@@ -486,7 +490,7 @@ def test_a_fixed_encoder_keeps_its_seeds_encode_precision(image_folder, tmp_path
 
 def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
     """distill_refine: the encoder learns the codes refinement finds for its frozen decoder."""
-    from compressor.train import validate
+    from compressor.training.config import check_config
 
     cfg = _config(image_folder, tmp_path, 40)
     cfg.init_from, cfg.freeze_decoder, cfg.lr = str(_seed_release(image_folder, tmp_path)), True, 3e-3
@@ -499,8 +503,8 @@ def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
     with torch.no_grad():
         own = trainer.model.encode_symbols(x)
     losses = [trainer.train_step(x)["loss"].item() for _ in range(30)]
-    crops, codes = trainer.distilled["crops"][:4].float() / 255, trainer.distilled["codes"][:4]
-    assert torch.equal(crops, (x * 255).round() / 255) and trainer.distilled_frames == 4  # refined once
+    crops, codes = trainer.distiller.buffer["crops"][:4].float() / 255, trainer.distiller.buffer["codes"][:4]
+    assert torch.equal(crops, (x * 255).round() / 255) and trainer.distiller.frames == 4  # refined once
     assert trainer.facts()["refined_frames"] == 4
     assert (codes != own).float().mean() > 0.01  # refinement moved bits: there is something to learn
     with torch.no_grad():
@@ -508,16 +512,16 @@ def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):
     assert (after == codes).float().mean() > (own == codes).float().mean() + 0.01  # measured: 0.953 -> 0.980
     assert losses[-1] < losses[0]
     assert all(torch.equal(v, decoder[k]) for k, v in trainer.model.decoder.state_dict().items())
-    assert all(torch.equal(v, encoder[k]) for k, v in trainer.teacher.state_dict().items())  # the seed's, frozen
+    assert all(torch.equal(v, encoder[k]) for k, v in trainer.distiller.teacher.state_dict().items())  # the seed's, frozen
     cfg.freeze_decoder = False
     with pytest.raises(ValueError, match="freeze_decoder"):
-        validate(cfg)
+        check_config(cfg)
 
 
 def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_path):
     """distill_start_scale 0 takes the seed card's refine_start_scale, as `--refine` does; a value overrides."""
     from compressor.checkpoint import update_card
-    from compressor.refine import refine_symbols
+    from compressor.search import refine_symbols
 
     seed = _seed_release(image_folder, tmp_path)
     update_card(seed, {**compressor.load(seed).card.card, "refine_start_scale": 0.25})
@@ -528,11 +532,11 @@ def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_
     trainer.prepare_data()
     x = trainer.sampler.next_batch()
     with torch.no_grad():
-        start = trainer.teacher(trainer.model.pad(x))
+        start = trainer.distiller.teacher(trainer.model.pad(x))
     expected = {s: refine_symbols(trainer.model, x, steps=10, bf16=cfg.bf16, start=start, start_scale=s)
                 for s in (0.25, 1.0)}
     trainer.train_step(x)
-    assert torch.equal(trainer.distilled["codes"][:4], expected[0.25])
+    assert torch.equal(trainer.distiller.buffer["codes"][:4], expected[0.25])
     assert not torch.equal(expected[0.25], expected[1.0])  # the scale changes what the search finds
     cfg = _config(image_folder, tmp_path, 4)
     cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_start_scale = str(seed), True, 10, 0.5
@@ -548,12 +552,12 @@ def test_refined_frames_count_the_refill_after_a_resume(image_folder, tmp_path):
     assert train(cfg, run).facts()["refined_frames"] == 8  # steps 0 and 2
     cfg.steps = 4
     resumed = train(cfg, run, resume=True)  # step 3 refills the buffer
-    assert resumed.step == 4 and resumed.facts()["refined_frames"] == 12
+    assert resumed.progress.step == 4 and resumed.facts()["refined_frames"] == 12
 
 
 def test_the_crop_pool_is_sized_to_the_data_and_kept_in_the_run_folder(image_folder, tmp_path, capsys, monkeypatch):
     """Six images and the default pool of 16,000 cut 64 crops each, into the run folder, and say so."""
-    from compressor.data import MAX_CROPS_PER_FILE
+    from compressor.training.data import MAX_CROPS_PER_FILE
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # nothing may land under ~/.cache
     cfg = _config(image_folder, tmp_path, 1)

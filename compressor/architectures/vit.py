@@ -25,15 +25,8 @@ class ViTEncoder(nn.Module):
     stride = 16
     global_attention = True  # larger images are coded in windows of the training frame (tiling.py)
 
-    def __init__(
-        self,
-        *,
-        latent_channels: int = 14,
-        dim: int = 256,
-        depth: int = 4,
-        heads: int = 4,
-        mlp_ratio: float = 4.0,
-    ):
+    def __init__(self, *, latent_channels: int = 14, dim: int = 256, depth: int = 4, heads: int = 4,
+                 mlp_ratio: float = 4.0):
         super().__init__()
         self.latent_channels = latent_channels
         self.dim = dim

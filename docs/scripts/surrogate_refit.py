@@ -23,11 +23,12 @@ from compressor.bottleneck import binarize
 from compressor.checkpoint import load_model
 from compressor.zoo import resolve
 from compressor.codec import Codec
-from compressor.evaluate import expand_paths
 from compressor.images import to_rgb_array
 from compressor.layers import TransformerBlock
+from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
-from compressor.train import TrainConfig, Trainer
+from compressor.training.config import TrainConfig
+from compressor.training.data import cached_pool, find_images, split_files
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"
 
@@ -67,10 +68,9 @@ def main() -> None:
           f"beyond 2: {(y > 2).float().mean():.0%}")
     before = {name: mean_psnr(codec, frames) for name, frames in sets.items()}
 
-    # Only for its crop pool; it would also reset the thread count to all cores if not given one.
-    trainer = Trainer(TrainConfig(data=[args.data], threads=args.threads), Path("/tmp/surrogate_refit"))
-    trainer.prepare_data()
-    pool = trainer.sampler.pool  # (N, H, W, 3) uint8
+    cfg = TrainConfig()  # the crop pool training cuts, shared through its cache
+    train_files, _ = split_files(find_images([args.data]))
+    pool = cached_pool(train_files, cfg.crop, cfg.pool_size, cfg.seed, cfg.cache_dir or ".")  # (N, H, W, 3) uint8
     rng = np.random.default_rng(1)
     model.decoder.requires_grad_(False)
     model.train()

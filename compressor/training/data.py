@@ -7,14 +7,16 @@ rescaled by a random factor between the one at which it just covers the crop and
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".avif", ".jxl"}
+from compressor.images import IMAGE_SUFFIXES
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 
 
@@ -55,7 +57,7 @@ def first_frame(path: Path) -> Image.Image:
 
 
 def cover_frame(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """The 128x256 frame of `../shared/data/README.md`: Lanczos resize to cover, centre crop."""
+    """The 128x256 frame of the evaluation sets (their data README): Lanczos resize to cover, centre crop."""
     h, w = size
     return ImageOps.fit(image, (w, h), method=Image.LANCZOS, centering=(0.5, 0.5))
 
@@ -121,6 +123,50 @@ def build_pool(files: list[Path], size: tuple[int, int], total: int, seed: int, 
     if len(failures) == len(files):
         raise ValueError(f"none of the {len(files)} training files could be read (first: {failures[0]})")
     return np.concatenate([crops for crops, _ in results])
+
+
+def cached_pool(train_files: list[Path], crop: tuple[int, int], pool_size: int, seed: int, folder: Path,
+                verbose: bool = True) -> np.ndarray:
+    """`build_pool`'s crops, cut once and kept as a .npy file in `folder` (a run's own folder by default).
+
+    The cache is keyed by the file list (paths, sizes, times) and the crop recipe, so other data or
+    settings never reuse a stale pool. The run says what it read or wrote, and where.
+    """
+    listing = "\n".join(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in train_files)
+    digest = hashlib.sha1(listing.encode()).hexdigest()[:12]
+    key = f"{digest}-{crop[0]}x{crop[1]}-{pool_size}-{seed}"
+    cache = Path(folder) / f"crops-{key}.npy"
+    if cache.exists():
+        pool = np.load(cache)
+        if verbose:
+            print(f"read {len(pool):,} crops from {cache}", flush=True)
+        return pool
+    t = time.time()
+    pool = build_pool(train_files, crop, pool_size, seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npy")  # np.save adds .npy to a name without it
+    np.save(tmp, pool)
+    os.replace(tmp, cache)
+    if verbose:
+        print(f"cut {len(pool):,} crops from {len(train_files):,} files in {time.time() - t:.0f} s; "
+              f"wrote {cache} ({cache.stat().st_size / 1e6:.0f} MB; delete it after training to free the space)",
+              flush=True)
+    return pool
+
+
+def validation_frames(files: list[Path], crop: tuple[int, int]):
+    """The validation files as 128x256 frames (`cover_frame`), float (V, 3, H, W) in [0, 1]; unreadable ones skipped."""
+    import torch
+
+    frames = []
+    for f in files:
+        try:
+            frames.append(np.asarray(cover_frame(first_frame(f), crop)))
+        except Exception as e:
+            print(f"warning: skipped unreadable validation file {f}: {e}", flush=True)
+    if not frames:
+        raise ValueError("no readable validation images")
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255  # (V, 3, H, W)
 
 
 def split_files(files: list[Path], every: int = 50) -> tuple[list[Path], list[Path]]:

@@ -1,4 +1,4 @@
-"""Encoder-side refinement: never worse than the encoder's code, same format, opt-in."""
+"""Encoder-side search (refine and flips): never worse than the encoder's code, same format, opt-in."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +7,7 @@ import compressor
 from compressor import bitstream
 from compressor.cli import compress_main
 from compressor.metrics import psnr
-from compressor.refine import refine_symbols
+from compressor.search import refine_symbols
 
 
 def _decoded_error(model, symbols, x):
@@ -83,7 +83,7 @@ def _frames_tensor(frame):
 
 
 def test_flip_rounds_are_never_worse_and_touch_only_the_least_sure_bits(tiny, frame):
-    from compressor.refine import FLIP_CANDIDATES, FLIP_SHARE, flip_symbols
+    from compressor.search import FLIP_CANDIDATES, FLIP_SHARE, flip_symbols
 
     x = _frames_tensor(frame)
     model = tiny.model
@@ -104,20 +104,20 @@ def test_flip_rounds_are_never_worse_and_touch_only_the_least_sure_bits(tiny, fr
 
 
 def test_flips_stop_once_no_frame_has_a_flip_left(tiny, frame, monkeypatch):
-    from compressor import refine
+    from compressor import search
 
     x = _frames_tensor(frame)
     passes = []
-    real = refine._decode_keeping_best
-    monkeypatch.setattr(refine, "_decode_keeping_best", lambda *a, **k: passes.append(1) or real(*a, **k))
-    endless = refine.flip_symbols(tiny.model, x, rounds=10**9)
+    real = search._decode_keeping_best
+    monkeypatch.setattr(search, "_decode_keeping_best", lambda *a, **k: passes.append(1) or real(*a, **k))
+    endless = search.flip_symbols(tiny.model, x, rounds=10**9)
     # each round flips up to 16 of the 179 candidate bits, each bit once: at most 12 rounds can flip any
     assert len(passes) <= 13
-    assert torch.equal(endless, refine.flip_symbols(tiny.model, x, rounds=len(passes)))
+    assert torch.equal(endless, search.flip_symbols(tiny.model, x, rounds=len(passes)))
 
 
 def test_zero_rounds_is_the_plain_code_and_flips_reach_the_file(tiny, frame):
-    from compressor.refine import flip_symbols
+    from compressor.search import flip_symbols
 
     x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float() / 255
     assert torch.equal(flip_symbols(tiny.model, x, rounds=0), tiny.model.encode_symbols(x))

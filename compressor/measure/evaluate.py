@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor.zoo import DEFAULT_MODEL
-from compressor.data import IMAGE_SUFFIXES
 from compressor.errors import ImageError
-from compressor.images import to_rgb_array
+from compressor.images import IMAGE_SUFFIXES, to_rgb_array
 from compressor.metrics import psnr
 
 
@@ -35,6 +34,12 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
+def round_trip(codec, originals: list[np.ndarray], **encode_args) -> tuple[list[bytes], list[np.ndarray]]:
+    """Each image's .bin file and its decoding, batched: (files' bytes, uint8 (H, W, 3) arrays)."""
+    datas = codec.encode_batch(originals, **encode_args)
+    return datas, codec.decode_batch_arrays(datas)
+
+
 def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, flips: int = 0, tile: bool = True,
                    overlap: bool = True, device: str = "cpu", verbose: bool = False) -> dict:
     """Encode and decode every image; per-image and mean bytes, bpp and PSNR."""
@@ -43,8 +48,7 @@ def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, flips: int = 
     codec = model if hasattr(model, "encode_batch") else compressor.load(model, device=device)
     files = expand_paths(paths)
     originals = [to_rgb_array(f) for f in files]
-    datas = codec.encode_batch(originals, refine=refine, flips=flips, tile=tile, overlap=overlap)
-    decoded = codec.decode_batch_arrays(datas)
+    datas, decoded = round_trip(codec, originals, refine=refine, flips=flips, tile=tile, overlap=overlap)
     per_image = []
     for f, a, d, data in zip(files, originals, decoded, datas):
         rec = {"file": f.name, "size": f"{a.shape[0]}x{a.shape[1]}", "bytes": len(data),
@@ -71,7 +75,10 @@ def evaluate_paths(paths, model=DEFAULT_MODEL, *, refine: int = 0, flips: int = 
 
 
 def record_results(model: str, set_name: str, result: dict) -> None:
-    """Store a summary under card["results"][set_name] of a release checkpoint (weights untouched)."""
+    """Store a summary under card["results"][set_name] of a release checkpoint (weights untouched).
+
+    This rewrites the checkpoint file in place, so only `compressor eval --record` calls it.
+    """
     from compressor.checkpoint import read_card, update_card
     from compressor.zoo import resolve
 

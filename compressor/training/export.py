@@ -1,0 +1,54 @@
+"""A run's state -> a release checkpoint: the entropy model frozen into its table, the card filled in."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from compressor.errors import TrainingError
+from compressor.model import CompressionModel
+from compressor.training.state import STATE_FILE, hardware, read_state, training_facts
+
+LICENCE = ("weights trained on ImageNet samples, Cityscapes, CamVid, nuScenes and KITTI frames: "
+           "non-commercial research use only")
+
+
+def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int:
+    """Freeze a run's entropy model into its table and write a release checkpoint; returns the model id.
+
+    Weights are stored in float16 (half the size of float32, well under the 30 MB budget); the
+    reported results must therefore be measured on the exported file, which `compressor eval
+    --record` does. Only the state file is read: no optimizers, data or process group, and nothing in
+    the run folder is touched, so a run that is still writing to it can be exported.
+    """
+    from safetensors import SafetensorError
+
+    from compressor.checkpoint import read_card, save_release
+    from compressor.layers import count_parameters
+    from compressor.zoo import normalise_card
+
+    state = Path(run_dir) / STATE_FILE
+    if not state.is_file():
+        raise FileNotFoundError(f"no training state in {run_dir} (expected {state})")
+    try:
+        saved = read_state(state)
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:  # a file from elsewhere
+        raise TrainingError(f"{state} is not a compressor training state ({type(e).__name__}: {e})") from None
+    cfg = saved.config
+    model = CompressionModel.from_config(cfg.model, trainable_entropy_model=True)
+    model.load_state_dict(saved.weights)
+    model.bottleneck.freeze()
+    card = {
+        "parameters": count_parameters(model.encoder) + count_parameters(model.decoder),
+        "encoder_parameters": count_parameters(model.encoder),
+        "decoder_parameters": count_parameters(model.decoder),
+        # Data folders and the seed's path as names, not this machine's paths (compressor.zoo.normalise_card).
+        "training": normalise_card(training_facts(cfg, saved.progress, hardware(cfg))),
+        "licence": LICENCE,
+    }
+    if cfg.freeze_encoder and Path(cfg.init_from).is_file():
+        # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds.
+        seed = read_card(cfg.init_from).card
+        if "encode_precision" in seed:
+            card["encode_precision"] = seed["encode_precision"]
+    return save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
