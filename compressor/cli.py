@@ -269,6 +269,12 @@ def _frames(args) -> None:
     frames_command(args)
 
 
+def _export_onnx(args) -> None:
+    from compressor.video_cli import export_onnx_command
+
+    export_onnx_command(args)
+
+
 def _models(args) -> None:
     import compressor
 
@@ -424,6 +430,11 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--model", default=None, help="default: the shipped model the sidecar names")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=_frames)
+
+    s = sub.add_parser("export-onnx", help="write a model's encoder and decoder as ONNX (tokens without torch)")
+    s.add_argument("model", help="shipped model name or .safetensors path")
+    s.add_argument("outdir", help="folder to write encoder.onnx, decoder.onnx and model.json into")
+    s.set_defaults(fn=_export_onnx)
 
     s = sub.add_parser("models", help="list the shipped models")
     s.add_argument("--json", action="store_true")

@@ -383,3 +383,41 @@ def clip_info(path: Path) -> dict:
         "model_id": f"{h.model_id:04x}",
         "model": shipped.stem if shipped else "not a shipped model",
     }
+
+
+# --- ONNX ------------------------------------------------------------------------------------------
+def export_onnx_command(args) -> None:
+    import warnings
+
+    import compressor
+    from compressor.codec import Codec
+
+    out = Path(args.outdir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    codec = compressor.load(args.model)
+    codec = Codec(codec.model, codec.card, decode_precision="fp32", encode_precision="fp32")
+    size = frame_size(codec)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"output folder does not exist: {parent}")
+    out.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".onnx.", dir=out))
+    try:
+        from compressor.onnx_export import export_onnx
+
+        with warnings.catch_warnings():  # the TorchScript exporter's tracer warnings say nothing to a user
+            warnings.simplefilter("ignore")
+            files = export_onnx(codec, scratch, size)
+        meta = {"model_id": f"{codec.model_id:04x}", "model": codec.name, "frame_size": list(size),
+                "token_grid": list(codec.model.latent_grid(*size)), "bits": codec.model.latent_channels,
+                "bit_order": "bit k (value 2**k) is latent channel k",
+                "encoder": "frames uint8 (N, H, W, 3) -> tokens int32 (N, h, w), latent float32 (N, C, h, w)",
+                "decoder": "tokens int32 (N, h, w) -> frames uint8 (N, H, W, 3)"}
+        (scratch / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+        for f in [*files, scratch / "model.json"]:
+            os.chmod(f, 0o666 & ~_umask())
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"wrote {out}/encoder.onnx, decoder.onnx and model.json ({codec.name}, {size[0]}x{size[1]} frames)")
