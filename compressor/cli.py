@@ -421,6 +421,8 @@ def compressor_main(argv=None) -> int:
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
     s.add_argument("--fps", type=float, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads (default: all cores; on a busy machine 1 can be faster)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=_tokens)
 

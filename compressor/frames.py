@@ -112,6 +112,45 @@ def iter_frames(sources: list[Source], size: tuple[int, int] | None) -> Iterator
                 raise ImageError(f"cannot read image {s.path}: {e}") from None
 
 
+def prefetched(items: Iterator, depth: int) -> Iterator:
+    """The items of an iterator, produced by a background thread up to `depth` ahead: video decoding
+    (FFmpeg, outside the GIL) then overlaps the model's passes. Errors reach the consumer in order."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((item, None))
+            q.put((done, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put((done, e))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
 def batches(frames: Iterator, size: int) -> Iterator[list]:
     """Items of an iterator in lists of at most `size`."""
     batch = []

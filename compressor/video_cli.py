@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,13 @@ def _check_not_input(dst: Path, inputs: list[Path]) -> None:
 
 def _frames_of(codec, inputs, no_resize: bool, fps: float | None):
     """(sources, frame iterator, size or None, fps, total frames or None) for files and folders."""
-    from compressor.frames import expand_inputs, frame_count_hint, iter_frames, video_fps
+    from compressor.frames import expand_inputs, frame_count_hint, iter_frames, prefetched, video_fps
 
     sources = expand_inputs(inputs)
     if fps is None:
         fps = next((video_fps(s.path) for s in sources if s.video), None)
     size = None if no_resize else frame_size(codec)
-    return sources, iter_frames(sources, size), fps, frame_count_hint(sources)
+    return sources, prefetched(iter_frames(sources, size), 2 * codec.batch), fps, frame_count_hint(sources)
 
 
 def _same_size_batches(frames, batch: int):
@@ -77,8 +78,13 @@ def tokens_command(args) -> None:
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"output folder does not exist: {out.parent}")
     codec = compressor.load(args.model)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     sources, frames, fps, total = _frames_of(codec, args.inputs, args.no_resize, args.fps)
     counts = [0] * len(sources)
+    started = time.perf_counter()
     fd, scratch = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
     writer = None
@@ -105,8 +111,9 @@ def tokens_command(args) -> None:
             writer.close()
         Path(scratch).unlink(missing_ok=True)
     if not args.quiet:
+        seconds = time.perf_counter() - started  # reading and decoding the inputs included, loading the model not
         print(f"{len(sources)} input(s) -> {out}: {meta['frames']} frames of {writer.grid[0]}x{writer.grid[1]} "
-              f"tokens, model {codec.name}")
+              f"tokens, model {codec.name}, {seconds:.1f} s ({meta['frames'] / seconds:.0f} frames/s)")
 
 
 def _source_list(sources, counts) -> list[dict]:
