@@ -200,6 +200,15 @@ class ClipReader:
             raise DamagedRecord(f"frame {i} is damaged (record check does not match)")
         return kind, payload
 
+    def kind(self, i: int) -> int:
+        """Frame i's record kind (one byte read, not checked: `record` checks it)."""
+        self.f.seek(int(self.offsets[i]))
+        return self.f.read(1)[0]
+
     def keyframe_at_or_before(self, i: int) -> int:
-        """The frame decoding must start from to reach frame i: frames K * n are always coded alone."""
-        return i - i % self.header.keyframe_interval
+        """The frame decoding must start from to reach frame i: the last one at or before i coded without
+        the previous frame. Frames K * n always are, so at most K - 1 kind bytes are read."""
+        first = i - i % self.header.keyframe_interval
+        while i > first and self.kind(i) == TEMPORAL:
+            i -= 1
+        return i

@@ -32,7 +32,9 @@ def test_format_round_trip():
     h = reader.header
     assert (h.model_id, h.height, h.width, h.fps, h.keyframe_interval, h.frames) == (0xABCD, 128, 256, 20.0, 4, 10)
     assert [reader.record(i) for i in range(10)] == RECORDS
-    assert [reader.keyframe_at_or_before(i) for i in (0, 3, 4, 9)] == [0, 0, 4, 8]
+    assert [reader.keyframe_at_or_before(i) for i in (0, 3, 4, 9)] == [0, 3, 4, 9]  # no temporal records
+    temporal = clip.ClipReader(io.BytesIO(build([(clip.CHANNEL, b"a")] + [(clip.TEMPORAL, b"b")] * 6)))
+    assert [temporal.keyframe_at_or_before(i) for i in (0, 3, 4, 6)] == [0, 0, 4, 4]  # K = 4 bounds the chain
     overhead = clip.HEADER_SIZE + clip.TRAILER_SIZE + 10 * (clip.RECORD_HEADER_SIZE + 2)
     assert len(data) == overhead + sum(len(p) for _, p in RECORDS)
 
