@@ -1,8 +1,10 @@
 """The .bin format: pure bytes in, bytes out, no torch.
 
     byte 0      magic 0xCF
-    byte 1      high nibble: format version (1); low nibble: flags
-                  bit 0  payload is raw symbol bits (1) or entropy-coded (0)
+    byte 1      high nibble: format version; low nibble: flags
+                  version 1: payload coded with the per-channel table (`entropy_coder`) or raw bits
+                  version 2: payload coded with the context table (`context_model`, spatial layout)
+                  bit 0  payload is raw symbol bits (1) or entropy-coded (0); always 0 in version 2
                   bit 1  long size: H and W as 2 x uint16 (1) or packed into 3 bytes (0)
                   bit 2  tiled: the latent was coded in tiles of the model's training frame
                   bit 3  overlap (only with bit 2): the tiles overlapped by half a tile and were blended
@@ -12,7 +14,9 @@
     check       1 byte: CRC-8 (polynomial 0x07) over everything else (header and payload)
     payload     the rest of the file
 
-A 128x256 frame has an 8-byte header. The check byte catches every single-bit error and burst of
+A writer keeps, frame by frame, the shortest of the version-2 context coding, the version-1 per-channel
+coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A 128x256 frame
+has an 8-byte header. The check byte catches every single-bit error and burst of
 up to 8 bits, and all but 1 in 256 other corruptions, which a raw bit payload could not otherwise reveal.
 """
 from __future__ import annotations
@@ -22,7 +26,8 @@ from dataclasses import dataclass
 from compressor.errors import BitstreamError
 
 MAGIC = 0xCF
-VERSION = 1
+VERSION = 1  # per-channel table or raw bits
+VERSION_CONTEXT = 2  # context table
 FLAG_RAW = 0x1
 FLAG_LONG_SIZE = 0x2
 FLAG_TILED = 0x4
@@ -63,10 +68,17 @@ class Header:
     raw: bool
     tiled: bool = False  # encoder and decoder ran tile by tile (compressor.tiling)
     overlap: bool = False  # ... in overlapping, blended windows (only with tiled)
+    context: bool = False  # payload coded with the context table (format version 2)
 
     def __post_init__(self):
         if self.overlap and not self.tiled:
             raise ValueError("a header with overlapping tiles must be tiled")
+        if self.context and self.raw:
+            raise ValueError("a context-coded payload is not raw bits")
+
+    @property
+    def version(self) -> int:
+        return VERSION_CONTEXT if self.context else VERSION
 
     def size_bytes(self) -> int:
         return 5 + (4 if self.long_size else 3)
@@ -95,7 +107,7 @@ def pack(header: Header, payload: bytes) -> bytes:
         size = h.to_bytes(2, "big") + w.to_bytes(2, "big")
     else:
         size = ((h << 12) | w).to_bytes(3, "big")
-    body = bytes([MAGIC, (VERSION << 4) | flags]) + header.model_id.to_bytes(2, "big") + size
+    body = bytes([MAGIC, (header.version << 4) | flags]) + header.model_id.to_bytes(2, "big") + size
     check = crc8(body + payload)
     return body + bytes([check]) + payload
 
@@ -106,8 +118,11 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(data) < 2 or data[0] != MAGIC:
         raise BitstreamError("not a compressor .bin file (bad magic byte)")
     version, flags = data[1] >> 4, data[1] & 0xF
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .bin format version {version} (this library reads version {VERSION})")
+    if version not in (VERSION, VERSION_CONTEXT):
+        raise BitstreamError(f"unsupported .bin format version {version} "
+                             f"(this library reads versions {VERSION} and {VERSION_CONTEXT})")
+    if version == VERSION_CONTEXT and flags & FLAG_RAW:
+        raise BitstreamError("damaged .bin header (raw flag set in a context-coded version-2 file)")
     if flags & FLAG_OVERLAP and not flags & FLAG_TILED:
         raise BitstreamError("damaged .bin header (overlap flag set without the tiled flag)")
     long_size = bool(flags & FLAG_LONG_SIZE)
@@ -123,7 +138,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         height, width = (packed >> 12) + 1, (packed & 0xFFF) + 1
     check_size(height, width)
     header = Header(model_id=model_id, height=height, width=width, raw=bool(flags & FLAG_RAW),
-                    tiled=bool(flags & FLAG_TILED), overlap=bool(flags & FLAG_OVERLAP))
+                    tiled=bool(flags & FLAG_TILED), overlap=bool(flags & FLAG_OVERLAP),
+                    context=version == VERSION_CONTEXT)
     if long_size != header.long_size:
         raise BitstreamError("damaged .bin header (size form does not match the size)")
     body, check, payload = data[: header_len - 1], data[header_len - 1], data[header_len:]

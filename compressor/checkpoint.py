@@ -1,13 +1,19 @@
 """Release checkpoints: one .safetensors file per model, no pickle anywhere.
 
-Tensors: the encoder and decoder weights and `bottleneck.cdf`, the frozen entropy table.
+Tensors: the encoder and decoder weights, `bottleneck.cdf` (the frozen per-channel entropy table)
+and, once `compressor fit-context` has run, `context.spatial` and `context.temporal` (the frozen context
+tables of `compressor.context_model`, uint16).
 Metadata (strings):
     format      "compressor.checkpoint/1"
     config      JSON of ModelConfig, which rebuilds the network through the registry
-    model_id    4 hex digits: the first 16 bits of a SHA-256 over the tensors; written into every .bin
-                header so a file is never decoded with other weights
+    model_id    4 hex digits: the first 16 bits of a SHA-256 over the tensors, the context tables
+                included; written into every .bin header so a file is never decoded with other weights
+                or other tables
+    legacy_model_id  (with context tables only) the same hash over the tensors without `context.*`:
+                the id this checkpoint had before its tables were added, accepted in version-1 headers
+                only, so files written before still decode
     card        JSON model card: name, training facts (data, steps, wall time, hardware), results
-Loading recomputes the hash, so a tampered file is refused rather than producing garbage.
+Loading recomputes the hashes, so a tampered file is refused rather than producing garbage.
 """
 from __future__ import annotations
 
@@ -47,6 +53,12 @@ class ModelCard:
     config: dict
     card: dict = field(default_factory=dict)
     path: Path | None = None
+    legacy_model_id: int | None = None  # the id before context tables were added (version-1 files only)
+    context_tables: dict | None = None  # {"spatial", "temporal"}: uint16 numpy arrays, set by load_model
+
+    def accepts(self, model_id: int, version: int) -> bool:
+        """Whether a .bin header with this model id and format version was written by this checkpoint."""
+        return model_id == self.model_id or (version == 1 and model_id == self.legacy_model_id)
 
     @property
     def refine_start_scale(self) -> float:
@@ -79,18 +91,20 @@ def shipped_checkpoints() -> dict[str, Path]:
 
 
 @lru_cache(maxsize=64)
-def _model_id_of(path: str, mtime_ns: int) -> int:
-    return read_card(path).model_id
+def _card_of(path: str, mtime_ns: int) -> ModelCard:
+    return read_card(path)
 
 
-def find_shipped(model_id: int) -> Path | None:
-    """The shipped checkpoint with this model id, or None.
+def find_shipped(model_id: int, version: int = 1) -> Path | None:
+    """The shipped checkpoint that wrote a .bin header with this model id and format version, or None.
+
+    A version-1 header may carry a checkpoint's legacy id (written before its context tables were added).
 
     `compressor.decode` asks this for every file it decodes, so each checkpoint's header is read once
     (again only if the file changes), not once per decoded frame.
     """
     for path in shipped_checkpoints().values():
-        if _model_id_of(str(path), path.stat().st_mtime_ns) == model_id:
+        if _card_of(str(path), path.stat().st_mtime_ns).accepts(model_id, version):
             return path
     return None
 
@@ -108,6 +122,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         return path
     known = ", ".join(sorted(shipped)) or "none installed"
     raise ModelError(f"unknown model '{text}' (shipped models: {known}; or pass a .safetensors path)")
+
+
+CONTEXT_PREFIX = "context."  # the context tables' tensors: context.spatial, context.temporal
 
 
 def tensors_digest(tensors: dict) -> bytes:
@@ -185,11 +202,57 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         config = json.loads(meta["config"])
         card = json.loads(meta.get("card", "{}"))
         model_id = int(meta["model_id"], 16)
+        legacy = meta.get("legacy_model_id")
+        legacy = None if legacy is None else int(legacy, 16)
         if not isinstance(config, dict) or not isinstance(card, dict):
             raise ValueError("config and card must be JSON objects")
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} has a malformed header: {e}") from None
-    return ModelCard(name=card.get("name", path.stem), model_id=model_id, config=config, card=card, path=path)
+    return ModelCard(name=card.get("name", path.stem), model_id=model_id, config=config, card=card, path=path,
+                     legacy_model_id=legacy)
+
+
+def _model_id(tensors: dict) -> int:
+    return int.from_bytes(tensors_digest(tensors)[:2], "big")
+
+
+def split_context(tensors: dict) -> tuple[dict, dict]:
+    """Checkpoint tensors -> (network tensors, context tables as uint16 numpy arrays by name)."""
+    net = {k: v for k, v in tensors.items() if not k.startswith(CONTEXT_PREFIX)}
+    tables = {k[len(CONTEXT_PREFIX):]: v.numpy() for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)}
+    return net, tables
+
+
+def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: dict, card_update: dict) -> tuple[int, int]:
+    """Copy checkpoint `src` to `dst` (atomically) with context tables `tables` ({"spatial", "temporal"}:
+    uint16 arrays) replacing any it had, and `card_update` merged into its card; returns (model id, legacy id).
+
+    The network tensors are copied bit for bit, so the legacy id (theirs alone) is the id `src` had
+    before it ever carried tables, and version-1 files written with it still decode.
+    """
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    info = read_card(src)
+    with safe_open(str(src), "pt") as f:
+        metadata = dict(f.metadata())
+        net, _ = split_context({k: f.get_tensor(k) for k in f.keys()})
+    legacy = _model_id(net)
+    if legacy != (info.legacy_model_id if info.legacy_model_id is not None else info.model_id):
+        raise ModelError(f"{src}: weights do not match the checkpoint's model id (file altered?)")
+    tensors = dict(net)
+    for name, table in tables.items():
+        table = np.ascontiguousarray(table)
+        if table.dtype != np.uint16:
+            raise ValueError(f"context table {name} must be uint16, not {table.dtype}")
+        tensors[CONTEXT_PREFIX + name] = torch.from_numpy(table.copy())
+    model_id = _model_id(tensors)
+    metadata["model_id"] = f"{model_id:04x}"
+    metadata["legacy_model_id"] = f"{legacy:04x}"
+    metadata["card"] = json.dumps({**info.card, **card_update})
+    _save_atomic(Path(dst), tensors, metadata)
+    return model_id, legacy
 
 
 def load_model(path: str | os.PathLike):
@@ -204,8 +267,15 @@ def load_model(path: str | os.PathLike):
         tensors = load_file(str(info.path))
     except (SafetensorError, OSError) as e:
         raise ModelError(f"cannot read checkpoint {info.path}: {e}") from None
-    if int.from_bytes(tensors_digest(tensors)[:2], "big") != info.model_id:
+    if _model_id(tensors) != info.model_id:
         raise ModelError(f"{info.path}: weights do not match the checkpoint's model id (file altered?)")
+    tensors, tables = split_context(tensors)
+    if tables or info.legacy_model_id is not None:
+        if _model_id(tensors) != info.legacy_model_id:
+            raise ModelError(f"{info.path}: weights do not match the checkpoint's legacy model id (file altered?)")
+        if "spatial" not in tables:
+            raise ModelError(f"{info.path}: context tables without {CONTEXT_PREFIX}spatial")
+        info.context_tables = tables
     try:
         model = CompressionModel.from_config(ModelConfig.from_dict(info.config))
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size (negative, say)

@@ -235,14 +235,15 @@ def _info(args) -> None:
         return
     data = path.read_bytes()
     header, payload = bitstream.unpack(data)
-    shipped = find_shipped(header.model_id)
+    shipped = find_shipped(header.model_id, header.version)
     model = shipped.stem if shipped else None
     info = {
         "file": str(path),
         "bytes": len(data),
         "header_bytes": len(data) - len(payload),
         "payload_bytes": len(payload),
-        "payload": "raw bits" if header.raw else "entropy-coded",
+        "version": header.version,
+        "payload": "raw bits" if header.raw else "context-coded" if header.context else "entropy-coded",
         "tiled": header.tiled,
         "overlap": header.overlap,
         "size": f"{header.height}x{header.width}",
@@ -405,6 +406,32 @@ def _export(args) -> None:
     print(f"wrote {output} (model id {model_id:04x}); use it with: compress --model {output} in.png out.bin")
 
 
+def _fit_context(args) -> None:
+    from compressor.checkpoint import resolve
+    from compressor.context_fit import fit_context
+
+    src = resolve(args.checkpoint)
+    out = Path(args.out) if args.out else None
+    if out is None and not args.in_place:
+        raise UserError("give --out OUT.safetensors, or --in-place to rewrite the checkpoint itself")
+    if out is not None and args.in_place:
+        raise UserError("give --out or --in-place, not both")
+    out = out or src
+    if out.suffix != ".safetensors":
+        raise UserError(f"output must be a .safetensors file, not {out}")
+    if not args.in_place and out.exists() and out.resolve() == src.resolve():
+        raise UserError(f"output {out} is the input; pass --in-place to rewrite it")
+    if out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"output {out} is a folder or its folder does not exist")
+    for folder in args.images:
+        if not Path(folder).is_dir():
+            raise UserError(f"image folder not found: {folder}")
+    entry = fit_context(src, args.images, out, frames=args.frames, exclude=args.exclude or [])
+    print(f"wrote {out} (model id {entry['model_id']}, version-1 files of {entry['legacy_model_id']} still decode): "
+          f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs, "
+          f"{entry['seconds']:.0f} s")
+
+
 def compressor_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compressor", description="Learned image compression at extreme rates.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -494,6 +521,16 @@ def compressor_main(argv=None) -> int:
     s.add_argument("output", help="the .safetensors file to write (a bare NAME becomes NAME.safetensors)")
     s.add_argument("--name", default=None, help="model name in the card (default: the file's stem)")
     s.set_defaults(fn=_export)
+
+    s = sub.add_parser("fit-context", help="fit a checkpoint's context tables on image folders; write a new checkpoint")
+    s.add_argument("checkpoint", help="registered name or .safetensors path")
+    s.add_argument("--images", nargs="+", required=True, metavar="DIR", help="folders of training images or frames")
+    s.add_argument("--out", help="the .safetensors file to write")
+    s.add_argument("--in-place", action="store_true", help="rewrite the checkpoint itself (atomically)")
+    s.add_argument("--frames", type=_positive, default=None, help="fit on at most N frames (default: all)")
+    s.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="leave out files whose names match (repeatable), e.g. held-out sequences")
+    s.set_defaults(fn=_fit_context)
 
     args = p.parse_args(argv)
     return _run(f"compressor {args.command}", args.fn, args)

@@ -1,8 +1,10 @@
 """The user-facing codec: a loaded model plus the .bin format, images in and bytes out.
 
     Codec.encode:  image -> uint8 RGB -> model.encode_symbols (in overlapping windows for a
-                   global-attention model and an image above its training frame) -> ANS (or raw bits
-                   if not smaller) -> header (model id, size, raw, tiled and overlap flags, check byte) -> bytes
+                   global-attention model and an image above its training frame) -> the shortest of
+                   ANS under the context table (format version 2, where the checkpoint has one), ANS
+                   under the per-channel table and raw bits (version 1) -> header (model id, size, raw,
+                   tiled and overlap flags, check byte) -> bytes
     Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols (cut as the header says) -> PIL image
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compressor import bitstream, entropy_coder
+from compressor import bitstream, context_model, entropy_coder
 from compressor.checkpoint import DEFAULT_MODEL, ModelCard, find_shipped, load_model, resolve
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_size, to_pil, to_rgb_array
@@ -76,6 +78,7 @@ class Codec:
         self.encode_precision = encode_precision
         self.batch = GPU_BATCH if self.device.type == "cuda" else BATCH
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
+        self._tables = card.context_tables  # None: a checkpoint without context tables writes version 1 only
         model.to(self.device)
         # A codec never trains its weights; without their gradients a search's backward pass (refine,
         # flips) computes only the code's: `flips=2` with vit-distil-ft 24.6 -> 26.0 frames/s (batch 32).
@@ -183,11 +186,19 @@ class Codec:
         return Tiling(self.tile, overlap) if gh > self.tile[0] or gw > self.tile[1] else None
 
     def _pack(self, symbols: np.ndarray, size: tuple[int, int], tiling: Tiling | None = None) -> bytes:
-        coded = entropy_coder.encode(symbols, self._cdf)
-        raw = len(coded) >= entropy_coder.raw_size(symbols.size)
-        payload = entropy_coder.pack_raw(symbols) if raw else coded
+        # The shortest of the per-channel and the context coding (version 1 on a tie, which older
+        # readers decode too), and raw bits unless it is shorter than them: a 128x256 frame's payload
+        # stays at 224 bytes or fewer.
+        coded = [(entropy_coder.encode(symbols, self._cdf), False)]
+        if self._tables is not None:
+            coded.append((context_model.encode(symbols, self._tables), True))
+        payload, context = min(coded, key=lambda c: len(c[0]))
+        raw = len(payload) >= entropy_coder.raw_size(symbols.size)
+        if raw:
+            payload, context = entropy_coder.pack_raw(symbols), False
         header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=raw,
-                                  tiled=tiling is not None, overlap=tiling is not None and tiling.overlap)
+                                  tiled=tiling is not None, overlap=tiling is not None and tiling.overlap,
+                                  context=context)
         return bitstream.pack(header, payload)
 
     # --- tokens (compressor.tokens) -----------------------------------------------------------
@@ -269,10 +280,12 @@ class Codec:
     def _parse(self, data: bytes) -> tuple[np.ndarray, tuple[int, int], Tiling | None]:
         """Bytes of a .bin -> (symbols, (H, W), tiling); raises on anything this codec cannot decode."""
         header, payload = bitstream.unpack(data)
-        if header.model_id != self.model_id:
+        if not self.card.accepts(header.model_id, header.version):
             raise ModelMismatchError(
                 f"file was written by model {header.model_id:04x}, not by '{self.name}' ({self.model_id:04x})"
             )
+        if header.context and self._tables is None:  # unreachable for a genuine id: its tables are hashed in it
+            raise bitstream.BitstreamError(f"version-2 file, but '{self.name}' has no context tables")
         check_size(header.height, header.width, MAX_CODEC_PIXELS)
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
@@ -282,7 +295,8 @@ class Codec:
         else:
             if len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
                 raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
-            symbols = entropy_coder.decode(payload, self._cdf, shape)
+            coder = context_model.decode if header.context else entropy_coder.decode
+            symbols = coder(payload, self._tables if header.context else self._cdf, shape)
         from compressor.tiling import Tiling
 
         tiling = Tiling(self.tile, header.overlap) if header.tiled else None
@@ -364,7 +378,7 @@ def codec_for(data: bytes, model=None) -> Codec:
     if model is not None:
         return model if isinstance(model, Codec) else load(model)
     header, _ = bitstream.unpack(data)
-    path = find_shipped(header.model_id)
+    path = find_shipped(header.model_id, header.version)
     if path is not None:
         return load(path)
     raise ModelMismatchError(

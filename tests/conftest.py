@@ -29,6 +29,45 @@ def make_release(path: Path, config: dict = TINY_VIT, seed: int = 0, name: str =
     return path
 
 
+def structured_symbols(seed: int, shape=(14, 8, 16), flip: float = 0.05) -> np.ndarray:
+    """uint8 symbols (C, h, w) with structure a context model can use: blocks of equal bits plus a few flips."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    blocks = rng.integers(0, 2, (c, -(-h // 4), -(-w // 4)), dtype=np.uint8)
+    s = np.kron(blocks, np.ones((1, 4, 4), np.uint8))[:, :h, :w]
+    return (s ^ (rng.random(shape) < flip)).astype(np.uint8)
+
+
+def fitted_tables(channels: int = 14) -> dict:
+    """Spatial and temporal tables fitted on structured symbols and on pairs of them a few flips apart."""
+    from compressor import context_model
+
+    arrays = [structured_symbols(i, (channels, 8, 16)) for i in range(40)]
+    moved = [a ^ (np.random.default_rng(100 + i).random(a.shape) < 0.05).astype(np.uint8) for i, a in enumerate(arrays)]
+    return {"spatial": context_model.fit_tables(arrays), "temporal": context_model.fit_temporal(list(zip(arrays, moved)))}
+
+
+def make_context_release(path: Path, seed: int = 0, name: str = "tiny-ctx") -> Path:
+    """The tiny model of `make_release` with context tables added (as `compressor fit-context` adds them)."""
+    from compressor.checkpoint import save_with_context
+
+    plain = make_release(path.with_name(path.stem + "-plain.safetensors"), seed=seed, name=name)
+    save_with_context(plain, path, fitted_tables(), {"context": {"folders": ["tests"]}})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ctx_path(tmp_path_factory) -> Path:
+    return make_context_release(tmp_path_factory.mktemp("ckpt") / "tiny-ctx.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_ctx(tiny_ctx_path):
+    import compressor
+
+    return compressor.load(tiny_ctx_path)
+
+
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory) -> Path:
     return make_release(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")

@@ -58,8 +58,12 @@ def _forge(first_bytes: bytes, payload: bytes = b"") -> bytes:
 def test_wrong_magic_and_version_and_impossible_flags():
     with pytest.raises(BitstreamError, match="magic"):
         bitstream.unpack(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(BitstreamError, match="version 2"):
-        bitstream.unpack(_forge(bytes([0xCF, 0x20, 0, 0, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="version 3"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x30, 0, 0, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="raw flag set in a context-coded"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x21, 0, 0, 0, 0, 0])))
+    with pytest.raises(ValueError, match="not raw bits"):
+        Header(model_id=7, height=128, width=256, raw=True, context=True)
     with pytest.raises(BitstreamError, match="overlap flag set without the tiled flag"):
         bitstream.unpack(_forge(bytes([0xCF, 0x18, 0, 0, 0, 0, 0])))
     with pytest.raises(ValueError, match="must be tiled"):
@@ -84,3 +88,12 @@ def test_absurd_size_is_refused_before_anything_else():
 def test_long_form_for_small_size_is_refused():
     with pytest.raises(BitstreamError, match="size form"):
         bitstream.unpack(_forge(bytes([0xCF, 0x12, 0, 0, 0, 127, 0, 255])))
+
+
+def test_version_2_round_trip_and_version_1_unchanged():
+    v1 = Header(model_id=0xEA0D, height=128, width=256, raw=False)
+    v2 = Header(model_id=0xBE7B, height=128, width=256, raw=False, context=True)
+    assert bitstream.pack(v1, b"ab")[1] >> 4 == 1 and bitstream.pack(v2, b"ab")[1] >> 4 == 2
+    for header in (v1, v2):
+        back, payload = bitstream.unpack(bitstream.pack(header, b"ab"))
+        assert back == header and payload == b"ab" and back.version == (2 if header.context else 1)
