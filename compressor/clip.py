@@ -197,7 +197,7 @@ class ClipReader:
         data = self.f.read(self.record_size(i))
         kind, check, payload = data[0], int.from_bytes(data[1:3], "big"), data[3:]
         if kind not in KIND_NAMES or check != _record_check(i, kind, payload):
-            raise DamagedRecord(f"frame {i} is damaged (record check does not match)")
+            raise DamagedRecord("damaged record (check does not match)")
         return kind, payload
 
     def kind(self, i: int) -> int:

@@ -249,15 +249,17 @@ def compress_clip(args) -> None:
 
     def write(tmp: str) -> None:
         with open(tmp, "r+b") as f, _progress(total, args.quiet, "compress") as bar:
-            writer = None
+            writer = prev = None
             for _, batch in _same_size_batches(frames, codec.batch):
                 if writer is None:
                     header = ClipHeader(codec.model_id, batch.shape[1], batch.shape[2], fps, args.keyframe_interval)
                     writer = ClipWriter(f, header)
                 for symbols in codec.symbols_batch(batch):  # (C, h, w) each
-                    kind, payload = encode_frame(symbols, codec._cdf)
+                    keyframe = len(writer.lengths) % args.keyframe_interval == 0
+                    kind, payload = encode_frame(symbols, codec._cdf, codec._tables, None if keyframe else prev)
                     writer.add(kind, payload)
                     kinds[kind] = kinds.get(kind, 0) + 1
+                    prev = symbols
                 bar.update(len(batch))
             if writer is None:
                 raise UserError(f"{src} holds no frames")
@@ -313,15 +315,17 @@ def decompress_clip(args) -> int:
                     pending_sym.clear()
 
             with _progress(stop - start, args.quiet, "decompress") as bar:
+                prev = None
                 for i in range(reader.keyframe_at_or_before(start), stop):
                     try:
                         kind, payload = reader.record(i)
-                        symbols = decode_frame(kind, payload, codec._cdf, shape)
+                        symbols = decode_frame(kind, payload, codec._cdf, shape, codec._tables, prev)
                     except BitstreamError as e:
                         symbols = None
                         if i >= start:
                             damaged.append(i)
-                            print(f"decompress: warning: {e}", file=sys.stderr)
+                            print(f"decompress: warning: frame {i}: {e}", file=sys.stderr)
+                    prev = symbols
                     if i < start:
                         continue
                     if symbols is None:

@@ -27,8 +27,9 @@ def access(codec, path: str, i: int) -> np.ndarray:
         reader = ClipReader(f)
         h = reader.header
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
+        symbols = None
         for j in range(reader.keyframe_at_or_before(i), i + 1):
-            symbols = decode_frame(*reader.record(j), codec._cdf, shape)
+            symbols = decode_frame(*reader.record(j), codec._cdf, shape, codec._tables, symbols)
     return codec.frames_from_symbols(symbols[None], (h.height, h.width))[0]
 
 

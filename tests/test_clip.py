@@ -44,7 +44,7 @@ def test_damaged_record_damages_only_itself():
     reader = clip.ClipReader(io.BytesIO(bytes(data)))
     data[int(reader.offsets[3]) + 5] ^= 0x10
     reader = clip.ClipReader(io.BytesIO(bytes(data)))
-    with pytest.raises(clip.DamagedRecord, match="frame 3"):
+    with pytest.raises(clip.DamagedRecord, match="damaged"):
         reader.record(3)
     assert [reader.record(i) for i in range(10) if i != 3] == [r for i, r in enumerate(RECORDS) if i != 3]
 
@@ -198,7 +198,7 @@ def test_damaged_frame_is_named_and_the_rest_written(tmp_path, video, tiny_path,
     out = tmp_path / "out"
     assert decompress_main([str(bad), str(out), "--model", str(tiny_path), "-q"]) == 1
     err = capsys.readouterr().err
-    assert "frame 6 is damaged" in err and "Traceback" not in err
+    assert "frame 6: damaged record" in err and "Traceback" not in err
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 13 and "frame_000006.png" not in names
     video_out = tmp_path / "out.mkv"
@@ -247,3 +247,57 @@ def test_info_still_describes_bin_files(tmp_path, tiny, frame, capsys):
     path.write_bytes(tiny.encode(frame))
     assert compressor_main(["info", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["size"] == "128x256"
+
+
+# --- temporal records (a checkpoint with context tables) -------------------------------------------
+def test_frame_coding_round_trip_all_kinds():
+    from compressor.clip_coding import decode_frame, encode_frame
+    from tests.conftest import fitted_tables, structured_symbols
+
+    tables, cdf = fitted_tables(), np.array([[0, 30000, 65536]] * 14, np.int32)
+    prev = structured_symbols(1)
+    for symbols, p in ((structured_symbols(1), prev), (structured_symbols(2), None), (prev ^ 1, prev)):
+        kind, payload = encode_frame(symbols, cdf, tables, p)
+        assert len(payload) <= 224
+        assert np.array_equal(decode_frame(kind, payload, cdf, symbols.shape, tables, p), symbols)
+    kind, payload = encode_frame(prev, cdf, tables, prev)  # the same frame again: temporal is shortest
+    assert kind == clip.TEMPORAL
+    with pytest.raises(clip.ClipError, match="previous frame"):
+        decode_frame(kind, payload, cdf, prev.shape, tables, None)
+    with pytest.raises(clip.ClipError, match="no temporal table"):
+        decode_frame(kind, payload, cdf, prev.shape, None, prev)
+
+
+def test_temporal_clip_random_access_and_damage(tmp_path, tiny_ctx, tiny_ctx_path, capsys):
+    video = make_clip(tmp_path / "still.mp4", frames=10, motion=0)
+    archive = tmp_path / "clip.bin"
+    assert compress_main([str(video), str(archive), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    reader = clip.ClipReader(open(archive, "rb"))
+    kinds = [reader.kind(i) for i in range(10)]
+    assert all(kinds[i] != clip.TEMPORAL for i in (0, 4, 8)) and clip.TEMPORAL in kinds
+    full = tmp_path / "full"
+    assert decompress_main([str(archive), str(full), "--model", str(tiny_ctx_path), "-q"]) == 0
+    frames = _frames_dir(full)
+    want = tiny_ctx.from_tokens(tiny_ctx.tokens(decoded_frames(video)))
+    assert all(np.array_equal(frames[f"frame_{i:06d}.png"], want[i]) for i in range(10))
+    for a, b in ((6, 7), (5, 9), (3, 5)):
+        part = tmp_path / f"part{a}"
+        assert decompress_main([str(archive), str(part), "--frames", f"{a}:{b}", "--model", str(tiny_ctx_path), "-q"]) == 0
+        got = _frames_dir(part)
+        assert sorted(got) == [f"frame_{i:06d}.png" for i in range(a, b)] and all(np.array_equal(got[k], frames[k]) for k in got)
+
+    data = bytearray(archive.read_bytes())
+    first_temporal = kinds.index(clip.TEMPORAL, 4)
+    data[int(reader.offsets[first_temporal]) + 3] ^= 0x01
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(data))
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert decompress_main([str(bad), str(out), "--model", str(tiny_ctx_path), "-q"]) == 1
+    err = capsys.readouterr().err
+    lost = [first_temporal]  # and the temporal records after it, up to the next record coded alone
+    while lost[-1] + 1 < 10 and kinds[lost[-1] + 1] == clip.TEMPORAL:
+        lost.append(lost[-1] + 1)
+    assert f"frame {first_temporal}: damaged record" in err and "Traceback" not in err
+    names = {p.name for p in out.iterdir()}
+    assert names == {f"frame_{i:06d}.png" for i in range(10) if i not in lost}  # from the next keyframe on, fine

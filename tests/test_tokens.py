@@ -10,8 +10,8 @@ from compressor.cli import compressor_main
 from compressor.tokens import TokenFileError, symbols_from_tokens, tokens_from_symbols
 
 
-def make_clip(path, frames: int = 12, size=(128, 256), fps: int = 20):
-    """A short H.264 clip of a moving pattern, written with PyAV."""
+def make_clip(path, frames: int = 12, size=(128, 256), fps: int = 20, motion: int = 4):
+    """A short H.264 clip of a pattern moving `motion` pixels a frame, written with PyAV."""
     import av
 
     h, w = size
@@ -20,7 +20,7 @@ def make_clip(path, frames: int = 12, size=(128, 256), fps: int = 20):
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for t in range(frames):
-            rgb = np.stack([(xx + 4 * t) % 256, (yy * 2) % 256, ((xx // 32 + yy // 32 + t) % 2) * 200 + 20], 2)
+            rgb = np.stack([(xx + motion * t) % 256, (yy * 2) % 256, ((xx // 32 + yy // 32 + motion * t // 4) % 2) * 200 + 20], 2)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
