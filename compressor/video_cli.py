@@ -300,6 +300,10 @@ def decompress_clip(args) -> int:
         reader = ClipReader(f)
         h = reader.header
         codec = _codec_for_id(h.model_id, args.model, f"clip {src}")
+        from compressor.codec import MAX_CODEC_PIXELS
+        from compressor.images import check_size
+
+        check_size(h.height, h.width, MAX_CODEC_PIXELS, f"clip {src}: ")  # before any allocation for it
         start, stop = parse_range(args.frames, len(reader))
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
         out = _Output(Path(args.output), h.fps, [src])
