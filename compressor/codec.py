@@ -78,7 +78,8 @@ class Codec:
         self.encode_precision = encode_precision
         self.batch = GPU_BATCH if self.device.type == "cuda" else BATCH
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
-        self._tables = card.context_tables  # None: a checkpoint without context tables writes version 1 only
+        # None: a checkpoint without context tables writes version 1 only
+        self._tables = None if card.context_tables is None else context_model.Tables(card.context_tables)
         model.to(self.device)
         # A codec never trains its weights; without their gradients a search's backward pass (refine,
         # flips) computes only the code's: `flips=2` with vit-distil-ft 24.6 -> 26.0 frames/s (batch 32).
@@ -251,7 +252,7 @@ class Codec:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
         if isinstance(datas, (str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError(f"decode_batch takes a list of .bin contents, not {type(datas).__name__} (use decode for one)")
-        parsed = [self._parse(bin_bytes(d)) for d in datas]
+        parsed = self._parse_many([bin_bytes(d) for d in datas])
         out: list = [None] * len(parsed)
         for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
             u8 = self._decode_symbols(np.stack([parsed[i][0] for i in chunk]), size, tiling)  # (b, H, W, 3)
@@ -279,6 +280,31 @@ class Codec:
 
     def _parse(self, data: bytes) -> tuple[np.ndarray, tuple[int, int], Tiling | None]:
         """Bytes of a .bin -> (symbols, (H, W), tiling); raises on anything this codec cannot decode."""
+        return self._parse_many([data])[0]
+
+    def _parse_many(self, datas: list[bytes]) -> list[tuple[np.ndarray, tuple[int, int], Tiling | None]]:
+        """`_parse` of many files; context-coded payloads of one latent shape are decoded together
+        (`context_model.decode_many`: one numpy step per wavefront for the whole batch)."""
+        from compressor.tiling import Tiling
+
+        checked = [self._check(d) for d in datas]
+        symbols: list = [None] * len(checked)
+        context: dict[tuple, list[int]] = {}
+        for i, (header, payload, shape) in enumerate(checked):
+            if header.context:
+                context.setdefault(shape, []).append(i)
+            elif header.raw:
+                symbols[i] = entropy_coder.unpack_raw(payload, shape)
+            else:
+                symbols[i] = entropy_coder.decode(payload, self._cdf, shape)
+        for shape, idx in context.items():
+            for i, s in zip(idx, context_model.decode_many([checked[i][1] for i in idx], self._tables, shape)):
+                symbols[i] = s
+        return [(s, (h.height, h.width), Tiling(self.tile, h.overlap) if h.tiled else None)
+                for s, (h, _, _) in zip(symbols, checked)]
+
+    def _check(self, data: bytes) -> tuple[bitstream.Header, bytes, tuple[int, int, int]]:
+        """Bytes of a .bin -> (header, payload, latent shape (C, h, w)), every check before entropy decoding."""
         header, payload = bitstream.unpack(data)
         if not self.card.accepts(header.model_id, header.version):
             raise ModelMismatchError(
@@ -290,17 +316,9 @@ class Codec:
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
         shape = (self.model.latent_channels, *self.model.latent_grid(header.height, header.width))
-        if header.raw:
-            symbols = entropy_coder.unpack_raw(payload, shape)
-        else:
-            if len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
-                raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
-            coder = context_model.decode if header.context else entropy_coder.decode
-            symbols = coder(payload, self._tables if header.context else self._cdf, shape)
-        from compressor.tiling import Tiling
-
-        tiling = Tiling(self.tile, header.overlap) if header.tiled else None
-        return symbols, (header.height, header.width), tiling
+        if not header.raw and len(payload) >= entropy_coder.raw_size(int(np.prod(shape))):
+            raise bitstream.BitstreamError("damaged .bin file (coded payload longer than the raw bits)")
+        return header, payload, shape
 
     # --- shared -----------------------------------------------------------------------------
     def _run_batched(self, arrays: list[np.ndarray], fn) -> list[np.ndarray]:

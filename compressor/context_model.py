@@ -94,6 +94,7 @@ class _Geometry:
     prev_powers: np.ndarray  # (T_prev,)
     starts: np.ndarray  # (D+1,) first cell of each diagonal
     grid_size: int  # cells of one padded grid
+    raster: np.ndarray  # (n,) each cell's index in the unpadded (C, h, w) array
 
 
 @lru_cache(maxsize=32)
@@ -121,7 +122,7 @@ def _geometry(shape: tuple[int, int, int], layout: Layout) -> _Geometry:
     prev_reads, prev_powers = stacked(prev)
     counts = np.bincount(c + i + j, minlength=channels + h + w - 2)
     return _Geometry(cells, c * layout.contexts, reads, powers, prev_reads, prev_powers,
-                     np.concatenate([[0], np.cumsum(counts)]), grid_size)
+                     np.concatenate([[0], np.cumsum(counts)]), grid_size, order)
 
 
 def _padded(symbols: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -146,13 +147,35 @@ def _prev_contexts(g: _Geometry, prev: np.ndarray | None) -> np.ndarray:
     return g.table_base + g.prev_powers @ prev[g.prev_reads]
 
 
-def _check_table(table: np.ndarray, layout: Layout, channels: int) -> np.ndarray:
-    """The table as flat float64 P(1) values (C * contexts,), exact: k / 65536."""
-    table = np.asarray(table)
-    if table.shape != (channels, layout.contexts) or table.dtype != np.uint16:
-        raise BitstreamError(f"{layout.name} table is {table.dtype} {table.shape}, "
-                             f"expected uint16 {(channels, layout.contexts)}")
-    return table.reshape(-1).astype(np.float64) / PROB_ONE
+class Tables:
+    """Context tables ready for coding: {"spatial", "temporal"} uint16 arrays (C, contexts) as stored,
+    each converted once to flat float64 P(1) values, exactly k / 65536.
+
+    `encode` and `decode` take these or the plain dict; a caller coding many frames keeps one `Tables`.
+    """
+
+    def __init__(self, tables: dict):
+        self.arrays = {k: np.asarray(v) for k, v in tables.items() if v is not None}
+        self._flat: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, tables) -> Tables:
+        return tables if isinstance(tables, Tables) else cls(tables)
+
+    def probabilities(self, layout: Layout, channels: int) -> np.ndarray:
+        """The flat P(1) table (C * contexts,) of `layout`; BitstreamError if it does not fit."""
+        key = "temporal" if layout.temporal else "spatial"
+        if key not in self._flat:
+            table = self.arrays.get(key)
+            if table is None:
+                raise ValueError(f"these tables have no {key} table" + (": code without prev" if layout.temporal else ""))
+            if table.ndim != 2 or table.shape[1] != layout.contexts or table.dtype != np.uint16:
+                raise BitstreamError(f"{layout.name} table is {table.dtype} {table.shape}, "
+                                     f"expected uint16 (C, {layout.contexts})")
+            self._flat[key] = table.reshape(-1).astype(np.float64) / PROB_ONE
+        if self.arrays[key].shape[0] != channels:
+            raise BitstreamError(f"{layout.name} table has {self.arrays[key].shape[0]} channels, the latent {channels}")
+        return self._flat[key]
 
 
 def _check_symbols(symbols: np.ndarray, name: str) -> np.ndarray:
@@ -164,24 +187,42 @@ def _check_symbols(symbols: np.ndarray, name: str) -> np.ndarray:
     return symbols
 
 
-def _setup(tables: dict, prev, shape):
+def _setup(tables, prev, shape):
     """(layout, flat P(1) table, padded prev grid or None) for coding a frame; temporal when `prev` is given."""
+    tables = Tables.of(tables)
     if prev is None:
-        return SPATIAL, _check_table(tables["spatial"], SPATIAL, shape[0]), None
+        return SPATIAL, tables.probabilities(SPATIAL, shape[0]), None
     prev = _check_symbols(prev, "prev")
     if prev.shape != tuple(shape):
         raise ValueError(f"prev has shape {prev.shape}, the frame {tuple(shape)}")
-    if tables.get("temporal") is None:
-        raise ValueError("these tables have no temporal table: code without prev")
-    return TEMPORAL, _check_table(tables["temporal"], TEMPORAL, shape[0]), _padded(prev, shape)
+    return TEMPORAL, tables.probabilities(TEMPORAL, shape[0]), _padded(prev, shape)
 
 
 def _probabilities(symbols: np.ndarray, layout: Layout, table: np.ndarray, prev_grid):
     """Every cell's (symbol, P(1)) in wavefront order: the encoder knows all contexts at once."""
     g = _geometry(symbols.shape, layout)
-    cur = _padded(symbols, symbols.shape)
-    state = _state(g, cur, prev_grid)
-    return cur[g.cells], table[_prev_contexts(g, prev_grid) + g.powers @ state[g.reads]]
+    row = _table_rows(symbols, layout, None if prev_grid is None else _unpadded(prev_grid, symbols.shape))
+    return symbols.reshape(-1)[g.raster], table[row.reshape(-1)[g.raster]]
+
+
+def _unpadded(grid: np.ndarray, shape) -> np.ndarray:
+    return grid.reshape(tuple(n + 2 * PAD for n in shape))[PAD:-PAD, PAD:-PAD, PAD:-PAD]
+
+
+def _table_rows(symbols: np.ndarray, layout: Layout, prev: np.ndarray | None) -> np.ndarray:
+    """(C, h, w) flat table index (channel * contexts + context) of every cell, from shifted views of
+    the padded frames: the same contexts the decoder gathers diagonal by diagonal, a few array adds."""
+    channels, h, w = symbols.shape
+    cur = _padded(symbols, symbols.shape).reshape(channels + 2 * PAD, h + 2 * PAD, w + 2 * PAD)
+    grids = {"cur": cur}
+    if prev is not None:
+        grids["prev"] = _padded(prev, symbols.shape).reshape(cur.shape)
+        grids["diff"] = np.where(cur == OUTSIDE, OUTSIDE, cur ^ grids["prev"]).astype(np.uint8)
+    rows = np.broadcast_to((np.arange(channels, dtype=np.intp) * layout.contexts)[:, None, None], symbols.shape).copy()
+    for k, (source, (dc, di, dj)) in enumerate(layout.terms):
+        view = grids[source][PAD + dc : PAD + dc + channels, PAD + di : PAD + di + h, PAD + dj : PAD + dj + w]
+        rows += view.astype(np.intp) * 3**k  # intp first: uint8 x 243 would wrap
+    return rows
 
 
 def _model():
@@ -208,34 +249,55 @@ def encode(symbols: np.ndarray, tables: dict, prev: np.ndarray | None = None) ->
     return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
-def decode(payload: bytes, tables: dict, shape: tuple[int, int, int], prev: np.ndarray | None = None) -> np.ndarray:
+def decode(payload: bytes, tables, shape: tuple[int, int, int], prev: np.ndarray | None = None) -> np.ndarray:
     """ANS bytes -> uint8 symbols (C, h, w); BitstreamError if the payload does not decode exactly."""
+    return decode_many([payload], tables, shape, None if prev is None else [prev])[0]
+
+
+def decode_many(payloads: list[bytes], tables, shape: tuple[int, int, int], prevs: list | None = None) -> list[np.ndarray]:
+    """Many frames' payloads of one latent shape -> their symbols, decoded together wavefront by wavefront.
+
+    Each diagonal's contexts and probabilities are looked up for every frame in one numpy step, so
+    the per-step overhead is paid once per batch, not once per frame. The bytes of each frame are
+    its own ANS stream: the result is what `decode` gives frame by frame. BitstreamError if any
+    payload does not decode exactly.
+    """
     import constriction
 
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be (C, h, w) with positive sides, not {shape}")
-    layout, table, prev_grid = _setup(tables, prev, shape)
+    if prevs is not None and len(prevs) != len(payloads):
+        raise ValueError(f"{len(payloads)} payloads but {len(prevs)} previous frames")
+    if not payloads:
+        return []
+    setups = [_setup(tables, None if prevs is None else prevs[k], shape) for k in range(len(payloads))]
+    layout, table = setups[0][0], setups[0][1]
     g = _geometry(shape, layout)
-    state = _state(g, _padded(None, shape), prev_grid)
-    fixed = _prev_contexts(g, prev_grid)
-    padded = bytes(payload) + b"\0" * (-len(payload) % 4)
+    prev_grids = None if prevs is None else np.stack([p for _, _, p in setups])  # (B, G)
+    states = np.stack([_state(g, _padded(None, shape), None if prev_grids is None else prev_grids[k])
+                       for k in range(len(payloads))])  # (B, S): every cell OUTSIDE until decoded
+    fixed = np.stack([_prev_contexts(g, None if prev_grids is None else prev_grids[k]) for k in range(len(payloads))])
     model = _model()
+    out = np.empty((len(payloads), g.starts[-1]), np.uint8)  # (B, n) decoded symbols, wavefront order
     try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+        coders = [constriction.stream.stack.AnsCoder(
+            np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
         for a, b in zip(g.starts[:-1], g.starts[1:]):  # one wavefront diagonal a step
             cells = g.cells[a:b]
-            s = coder.decode(model, table[fixed[a:b] + g.powers @ state[g.reads[:, a:b]]]).astype(np.uint8)
-            state[cells] = s
-            if prev_grid is not None:
-                state[g.grid_size + cells] = s ^ prev_grid[cells]
-        exact = coder.is_empty()
+            p_one = table[fixed[:, a:b] + g.powers @ states[:, g.reads[:, a:b]]]  # (B, m)
+            for k, coder in enumerate(coders):
+                out[k, a:b] = coder.decode(model, p_one[k])
+            states[:, cells] = out[:, a:b]
+            if prev_grids is not None:
+                states[:, g.grid_size + cells] = out[:, a:b] ^ prev_grids[:, cells]
+        exact = all(coder.is_empty() for coder in coders)
     except Exception as e:  # constriction reports invalid data as ValueError/AssertionError/etc.
         raise BitstreamError(f"damaged payload: the context decoder failed ({e})") from None
     if not exact:
         raise BitstreamError("damaged payload: data left over after the last symbol")
-    grid = state[: g.grid_size].reshape(tuple(n + 2 * PAD for n in shape))
-    return grid[PAD:-PAD, PAD:-PAD, PAD:-PAD].copy()
+    grids = states[:, : g.grid_size].reshape(-1, *(n + 2 * PAD for n in shape))
+    return list(grids[:, PAD:-PAD, PAD:-PAD, PAD:-PAD].copy())
 
 
 def code_bits(symbols: np.ndarray, tables: dict, prev: np.ndarray | None = None) -> float:
@@ -253,11 +315,9 @@ def _counts(layout: Layout, frames, channels: int) -> np.ndarray:
         symbols = _check_symbols(symbols, "symbols")
         if symbols.shape[0] != channels:
             raise ValueError(f"all arrays must have {channels} channels, not {symbols.shape[0]}")
-        g = _geometry(symbols.shape, layout)
-        prev_grid = None if prev is None else _padded(_check_symbols(prev, "prev"), symbols.shape)
-        cur = _padded(symbols, symbols.shape)
-        row = _prev_contexts(g, prev_grid) + g.powers @ _state(g, cur, prev_grid)[g.reads]  # (n,) table index
-        counts += np.bincount(row * 2 + cur[g.cells], minlength=counts.size)
+        prev = None if prev is None else _check_symbols(prev, "prev")
+        rows = _table_rows(symbols, layout, prev)  # (C, h, w) table index of every cell
+        counts += np.bincount((rows * 2 + symbols).reshape(-1), minlength=counts.size)
     return counts.reshape(channels, layout.contexts, 2)
 
 

@@ -53,6 +53,18 @@ def test_temporal_table_uses_the_previous_frame():
     assert len(context_model.encode(cur, TABLES, prev=prev)) < 0.6 * len(context_model.encode(cur, TABLES))
 
 
+def test_decoding_many_frames_together_equals_one_by_one():
+    frames = [structured_symbols(i) for i in range(5)]
+    prevs = [structured_symbols(10 + i) for i in range(5)]
+    tables = context_model.Tables(TABLES)
+    for p in (None, prevs):
+        payloads = [context_model.encode(f, tables, prev=None if p is None else p[k]) for k, f in enumerate(frames)]
+        together = context_model.decode_many(payloads, tables, (14, 8, 16), p)
+        assert all(np.array_equal(a, b) for a, b in zip(together, frames))
+    with pytest.raises(BitstreamError):
+        context_model.decode_many([payloads[0], payloads[1][:-3]], tables, (14, 8, 16), prevs[:2])
+
+
 def test_wavefront_order_decodes_in_c_plus_h_plus_w_minus_2_steps():
     g = context_model._geometry((14, 8, 16), context_model.SPATIAL)
     assert len(g.starts) - 1 == 36 and g.starts[-1] == 14 * 8 * 16
@@ -78,8 +90,12 @@ def test_wrong_shapes_and_values_are_refused():
         context_model.encode(np.full((14, 2, 2), 3, np.uint8), TABLES)
     with pytest.raises(ValueError, match="prev has shape"):
         context_model.encode(np.zeros((14, 2, 2), np.uint8), TABLES, prev=np.zeros((14, 2, 3), np.uint8))
-    with pytest.raises(BitstreamError, match="expected uint16"):
+    with pytest.raises(BitstreamError, match="3 channels, the latent 14"):
         context_model.decode(b"", {"spatial": TABLES["spatial"][:3]}, (14, 2, 2))
+    with pytest.raises(BitstreamError, match="expected uint16"):
+        context_model.decode(b"", {"spatial": TABLES["spatial"].astype(np.int32)}, (14, 2, 2))
+    with pytest.raises(ValueError, match="no temporal table"):
+        context_model.encode(np.zeros((14, 2, 2), np.uint8), {"spatial": TABLES["spatial"]}, prev=np.zeros((14, 2, 2), np.uint8))
 
 
 @settings(max_examples=300, deadline=None)

@@ -40,3 +40,11 @@ def test_seeded_mutation_run_has_no_crash_or_hang(tiny):
 def test_short_input_raises_the_library_error(tiny):
     with pytest.raises(CompressorError, match="truncated"):
         tiny.decode(b"\xcf\x10")
+
+
+def test_seeded_mutation_run_with_context_tables_has_no_crash_or_hang(tiny_ctx):
+    seeds = seed_files(tiny_ctx)
+    assert {f[1] >> 4 for f in seeds} == {1, 2}
+    result = run(tiny_ctx, seeds, iterations=1500, seed=2, hang_s=30.0)
+    assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
+    assert result["rejected"] > 0 and result["decoded"] > 0
