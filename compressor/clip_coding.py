@@ -15,15 +15,21 @@ from compressor import context_model, entropy_coder
 from compressor.clip import CHANNEL, CONTEXT, KIND_NAMES, RAW, TEMPORAL, ClipError
 
 
-def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables: dict | None = None,
+def _has_temporal(tables) -> bool:
+    """Whether context tables (a dict or `context_model.Tables`) include the temporal one."""
+    return context_model.Tables.of(tables).arrays.get("temporal") is not None
+
+
+def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
                  prev: np.ndarray | None = None) -> tuple[int, bytes]:
     """uint8 symbols (C, h, w) -> (kind, payload), the shortest of the codings available; `prev` (the
-    previous frame's symbols, None at a keyframe) allows the temporal table. Ties go to the kind that
+    previous frame's symbols, None at a keyframe) allows the temporal table; `tables` is a dict of
+    uint16 arrays or a `context_model.Tables`, None for a checkpoint without them. Ties go to the kind that
     does not need the previous frame."""
     candidates = [(CHANNEL, entropy_coder.encode(symbols, cdf))]
     if tables is not None:
         candidates.append((CONTEXT, context_model.encode(symbols, tables)))
-        if prev is not None and tables.get("temporal") is not None:
+        if prev is not None and _has_temporal(tables):
             candidates.append((TEMPORAL, context_model.encode(symbols, tables, prev=prev)))
     kind, payload = min(candidates, key=lambda c: len(c[1]))  # min keeps the first of equals
     if len(payload) >= entropy_coder.raw_size(symbols.size):
@@ -32,7 +38,7 @@ def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables: dict | None = Non
 
 
 def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, int, int],
-                 tables: dict | None = None, prev: np.ndarray | None = None) -> np.ndarray:
+                 tables=None, prev: np.ndarray | None = None) -> np.ndarray:
     """(kind, payload) -> uint8 symbols (C, h, w); ClipError where the record cannot be decoded (a kind
     this checkpoint has no table for, or a temporal record whose previous frame is missing)."""
     if kind == RAW:
@@ -41,7 +47,7 @@ def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, i
         return entropy_coder.decode(payload, cdf, shape)
     if kind not in KIND_NAMES:
         raise ClipError(f"unknown record kind {kind}")
-    if tables is None or (kind == TEMPORAL and tables.get("temporal") is None):
+    if tables is None or (kind == TEMPORAL and not _has_temporal(tables)):
         raise ClipError(f"a {KIND_NAMES[kind]} record, but the model has no {KIND_NAMES[kind]} table")
     if kind == CONTEXT:
         return context_model.decode(payload, tables, shape)

@@ -112,8 +112,10 @@ def main() -> None:
     args = p.parse_args()
     from tests.conftest import fitted_tables
 
+    from compressor.context_model import Tables
+
     cdf = np.array([[0, 30000, 65536]] * 14, np.int32)
-    tables = fitted_tables()
+    tables = Tables(fitted_tables())  # converted once, as a Codec holds them
     limit = args.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     t = time.time()

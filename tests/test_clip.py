@@ -305,9 +305,10 @@ def test_temporal_clip_random_access_and_damage(tmp_path, tiny_ctx, tiny_ctx_pat
 
 def test_seeded_fuzz_run_has_no_crash_or_hang():
     """A short run of `tests/fuzz_clip.py` (the long one runs under a memory limit)."""
+    from compressor.context_model import Tables
     from tests.conftest import fitted_tables
     from tests.fuzz_clip import run
 
-    result = run(np.array([[0, 30000, 65536]] * 14, np.int32), fitted_tables(), iterations=600, seed=1, hang_s=30.0)
+    result = run(np.array([[0, 30000, 65536]] * 14, np.int32), Tables(fitted_tables()), iterations=600, seed=1, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["opened"] > 0
