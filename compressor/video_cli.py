@@ -169,6 +169,10 @@ class _Output:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=parent)
             os.close(fd)
         else:
+            from compressor.data import IMAGE_SUFFIXES
+
+            if target.suffix.lower() in IMAGE_SUFFIXES | {".bin", ".npy"}:
+                raise UserError(f"frames go to a video (.mp4, .mkv) or a new folder, not {target}")
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 raise UserError(f"output {target} exists and is not an empty folder; give a new folder or a .mp4")
             tmp = tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent)

@@ -207,7 +207,7 @@ def test_damaged_frame_is_named_and_the_rest_written(tmp_path, video, tiny_path,
     assert len(frames) == 14 and (frames[6] == 128).all()
 
 
-@pytest.mark.parametrize("case", ["header", "index", "range", "same", "nonempty", "zero_frames", "format"])
+@pytest.mark.parametrize("case", ["header", "index", "range", "same", "nonempty", "zero_frames", "format", "image"])
 def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
     archive = tmp_path / "clip.bin"
     assert compress_main([str(video), str(archive), "--model", str(tiny_path), "-q"]) == 0
@@ -231,8 +231,10 @@ def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
         empty = tmp_path / "empty"
         empty.mkdir()
         argv, main = [str(empty), str(tmp_path / "e.bin"), "--model", str(tiny_path)], compress_main
-    else:
+    elif case == "format":
         argv, main = [str(archive), str(tmp_path / "out.webm"), "--model", str(tiny_path)], decompress_main
+    else:  # one image cannot hold a clip
+        argv, main = [str(archive), str(tmp_path / "out.png"), "--model", str(tiny_path)], decompress_main
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     capsys.readouterr()
     assert main(argv) == 1
