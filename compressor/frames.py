@@ -100,7 +100,10 @@ def iter_frames(sources: list[Source], size: tuple[int, int] | None) -> Iterator
                 stream.thread_type = "AUTO"  # FFmpeg decodes on both cores while the model runs
                 try:
                     for frame in container.decode(stream):
-                        yield i, fit(frame.to_image())
+                        if size is None or (frame.height, frame.width) == tuple(size):  # no PIL round trip
+                            yield i, frame.to_ndarray(format="rgb24")
+                        else:
+                            yield i, fit(frame.to_image())
                 except av.FFmpegError as e:
                     raise ImageError(f"cannot decode video {s.path}: {e}") from None
         else:
