@@ -31,7 +31,7 @@ import binascii
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class ClipWriter:
         self.f.write(_TRAILER.pack(count, zlib.crc32(index + count.to_bytes(4, "big")), END_MAGIC))
         end = self.f.tell()
         self.f.seek(0)
-        self.f.write(ClipHeader(**{**self.header.__dict__, "frames": count}).pack())
+        self.f.write(replace(self.header, frames=count).pack())
         self.f.seek(end)
 
 
@@ -195,6 +195,8 @@ class ClipReader:
             raise IndexError(f"frame {i} is outside the clip's {len(self)} frames")
         self.f.seek(int(self.offsets[i]))
         data = self.f.read(self.record_size(i))
+        if len(data) != self.record_size(i):  # the file shrank since it was opened
+            raise DamagedRecord("truncated record")
         kind, check, payload = data[0], int.from_bytes(data[1:3], "big"), data[3:]
         if kind not in KIND_NAMES or check != _record_check(i, kind, payload):
             raise DamagedRecord("damaged record (check does not match)")
