@@ -114,6 +114,7 @@ def _classic_records(set_name, files, frames, budgets, reference, workers=None) 
             records.append({
                 "name": f"{codec.name} ({mode})", "kind": "classic", "images": set_name, "count": len(files), **means,
                 "budget": f"per image, at most the bytes of {reference}'s file",
+                "settings": codec.settings,
                 "cannot_fit": len(files) - means["fitted"],
                 "encode_fps": 1 / statistics.median([t[0] for t in times]) if times else None,
                 "decode_fps": 1 / statistics.median([t[1] for t in times]) if times else None,
@@ -277,7 +278,10 @@ def _summary_table(records, scaling_result) -> list[str]:
             row.append("—" if top is None else
                        f"{top['name'].split(' (')[0]}: {top['mean_bytes']:.1f} B, {top['mean_psnr']:.2f} dB")
         lines.append("| " + " | ".join(row + ["", "", "", ""]) + " |")
-    return lines + ["", "Bold: best among the models. Classic rows: the best codec that fits every image's budget.", ""]
+    settings = {r["name"].split(" (")[0]: r.get("settings") for r in records if r["kind"] == "classic"}
+    settings_text = "; ".join(f"{name} {json.dumps(v, sort_keys=True)}" for name, v in settings.items() if v)
+    return lines + ["", "Bold: best among the models. Classic rows: the best codec that fits every image's budget."
+                    + (f" Classic settings: {settings_text}." if settings_text else ""), ""]
 
 
 def _plot_rd(out: Path, records) -> None:

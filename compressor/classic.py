@@ -7,6 +7,10 @@ best PSNR, as design.md's "equal bytes" rule says. Two sizes are counted:
     bare  the compressed stream alone (WebP's VP8 chunk, AVIF's mdat box, the JPEG XL and JPEG 2000
           codestreams): not a file, but the kindest view of the classic codec
 JPEG has no separable bare stream (its tables are part of the stream), so it is fitted as files only.
+
+Each codec runs at its PSNR-best settings that Pillow accepts, recorded beside its results
+(`ClassicCodec.settings`): AVIF through libaom at speed 4 with `tune=psnr` (design.md's anchors),
+falling back to Pillow's default AVIF encoder at speed 4 where libaom or the option is missing.
 """
 from __future__ import annotations
 
@@ -27,20 +31,21 @@ class ClassicCodec:
     fmt: str
     qualities: tuple  # ascending: larger means more bytes
     has_bare: bool
+    options: tuple = ()  # (name, value) pairs passed to Pillow's save besides the quality
+
+    @property
+    def settings(self) -> dict:
+        """The encoder settings, as results record them (quality is searched per image)."""
+        return {k: dict(v) if k == "advanced" else v for k, v in self.options}
 
     def encode(self, image: Image.Image, q) -> bytes:
         buf = io.BytesIO()
-        if self.fmt == "JPEG":
-            image.save(buf, "JPEG", quality=int(q))
-        elif self.fmt == "WEBP":
-            image.save(buf, "WEBP", quality=int(q), method=6)
-        elif self.fmt == "AVIF":
-            image.save(buf, "AVIF", quality=int(q), speed=6)
-        elif self.fmt == "JXL":
-            image.save(buf, "JXL", quality=int(q), effort=7)
-        elif self.fmt == "JPEG2000":
+        options = {k: list(v) if k == "advanced" else v for k, v in self.options}
+        if self.fmt == "JPEG2000":
             # OpenJPEG's rate is a compression ratio: smaller ratios give more bytes.
-            image.save(buf, "JPEG2000", quality_mode="rates", quality_layers=[float(q)], no_jp2=True)
+            image.save(buf, "JPEG2000", quality_layers=[float(q)], **options)
+        else:
+            image.save(buf, self.fmt, quality=int(q), **options)
         return buf.getvalue()
 
 
@@ -82,19 +87,34 @@ def available_codecs() -> list[ClassicCodec]:
 
     codecs = [ClassicCodec("JPEG", "JPEG", tuple(range(1, 96)), False)]
     if features.check("webp"):
-        codecs.append(ClassicCodec("WebP", "WEBP", tuple(range(0, 101)), True))
+        codecs.append(ClassicCodec("WebP", "WEBP", tuple(range(0, 101)), True, (("method", 6),)))
     if features.check("avif"):
-        codecs.append(ClassicCodec("AVIF", "AVIF", tuple(range(0, 101)), True))
+        codecs.append(_avif())
     try:
         import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
 
-        codecs.append(ClassicCodec("JPEG XL", "JXL", tuple(range(1, 100)), True))  # 100 means lossless
+        codecs.append(ClassicCodec("JPEG XL", "JXL", tuple(range(1, 100)), True, (("effort", 7),)))  # 100: lossless
     except ImportError:
         pass
     if features.check("jpg_2000"):
         ratios = tuple(sorted({round(float(r), 1) for r in np.geomspace(2000, 8, 48)}, reverse=True))
-        codecs.append(ClassicCodec("JPEG 2000", "JPEG2000", ratios, True))
+        codecs.append(ClassicCodec("JPEG 2000", "JPEG2000", ratios, True, (("quality_mode", "rates"), ("no_jp2", True))))
     return codecs
+
+
+AVIF_PSNR_BEST = (("speed", 4), ("codec", "aom"), ("advanced", (("tune", "psnr"),)))
+
+
+def _avif() -> ClassicCodec:
+    """AVIF at libaom speed 4, tune=psnr, if this Pillow's AVIF plugin takes them; else speed 4 alone."""
+    for options in (AVIF_PSNR_BEST, (("speed", 4),)):
+        codec = ClassicCodec("AVIF", "AVIF", tuple(range(0, 101)), True, options)
+        try:
+            codec.encode(Image.new("RGB", (16, 16)), 50)
+            return codec
+        except (ValueError, OSError, KeyError):  # Pillow: "Invalid codec-specific option", codec not built in
+            continue
+    return ClassicCodec("AVIF", "AVIF", tuple(range(0, 101)), True)
 
 
 @dataclass

@@ -133,7 +133,7 @@ def _padded(symbols: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarr
     return grid.reshape(-1)
 
 
-def _state(g: _Geometry, cur: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+def _state(cur: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
     """The state array: padded current frame, then the padded diff grid (cur xor prev, OUTSIDE where cur is)."""
     if prev is None:
         return cur
@@ -271,11 +271,12 @@ def decode_many(payloads: list[bytes], tables, shape: tuple[int, int, int], prev
         raise ValueError(f"{len(payloads)} payloads but {len(prevs)} previous frames")
     if not payloads:
         return []
+    tables = Tables.of(tables)  # converted once for the batch
     setups = [_setup(tables, None if prevs is None else prevs[k], shape) for k in range(len(payloads))]
     layout, table = setups[0][0], setups[0][1]
     g = _geometry(shape, layout)
     prev_grids = None if prevs is None else np.stack([p for _, _, p in setups])  # (B, G)
-    states = np.stack([_state(g, _padded(None, shape), None if prev_grids is None else prev_grids[k])
+    states = np.stack([_state(_padded(None, shape), None if prev_grids is None else prev_grids[k])
                        for k in range(len(payloads))])  # (B, S): every cell OUTSIDE until decoded
     fixed = np.stack([_prev_contexts(g, None if prev_grids is None else prev_grids[k]) for k in range(len(payloads))])
     model = _model()

@@ -89,3 +89,15 @@ def test_scaling_measures_time_and_memory_from_a_big_parent(tiny_path, tmp_path)
     assert 1 < rows[-1]["peak_mb"] < 300
     assert set(result["exponents"][str(tiny_path)]) == {"encode", "decode"}
     assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.json").exists()
+
+
+def test_avif_runs_at_its_psnr_best_settings_and_records_them():
+    from compressor.classic import available_codecs
+
+    avif = [c for c in available_codecs() if c.fmt == "AVIF"]
+    if not avif:
+        pytest.skip("this Pillow has no AVIF plugin")
+    settings = avif[0].settings
+    assert settings["speed"] <= 4
+    assert settings.get("advanced", {}).get("tune") in ("psnr", None)  # None: libaom or the option is missing
+    assert len(avif[0].encode(Image.fromarray(np.zeros((32, 64, 3), np.uint8)), 10)) > 0

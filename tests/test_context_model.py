@@ -319,3 +319,17 @@ def test_frames_keeps_runs_of_consecutive_files():
     kept = select_files(files, 20, [])
     assert len(kept) == 20 and kept == sorted(kept) and kept[:RUN] == files[:RUN] and kept[RUN] != files[RUN]
     assert select_files(files, None, ["x_000*"]) == files[10:]
+
+
+def test_info_and_decompress_read_version_2_files(tiny_ctx, tiny_ctx_path, tmp_path, capsys):
+    from PIL import Image
+
+    from compressor.cli import compressor_main, decompress_main
+
+    path = tmp_path / "v2.bin"
+    path.write_bytes(tiny_ctx._pack(structured_symbols(3), (128, 256)))
+    assert compressor_main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["version"] == 2 and info["payload"] == "context-coded" and info["bytes"] == path.stat().st_size
+    assert decompress_main([str(path), str(tmp_path / "v2.png"), "--model", str(tiny_ctx_path)]) == 0
+    assert Image.open(tmp_path / "v2.png").size == (256, 128)
