@@ -132,7 +132,8 @@ def _source_list(sources, counts) -> list[dict]:
 
 def _codec_for_id(model_id: int, model, what: str):
     """The codec for a file made by `model_id`: `model` if given (refused when it is other weights), else
-    the shipped model with that id."""
+    the shipped model with that id. A checkpoint's legacy id (before context tables were added to it:
+    the same network) is accepted; `_tables_for` then gives no tables."""
     import compressor
     from compressor.checkpoint import find_shipped
     from compressor.errors import ModelMismatchError
@@ -144,9 +145,14 @@ def _codec_for_id(model_id: int, model, what: str):
                                      "pass --model with the checkpoint it was made with")
         model = path
     codec = compressor.load(model)
-    if codec.model_id != model_id:
+    if model_id not in (codec.model_id, codec.card.legacy_model_id):
         raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
     return codec
+
+
+def _tables_for(codec, model_id: int):
+    """The context tables a file of `model_id` was coded with: the codec's, or none under its legacy id."""
+    return codec._tables if model_id == codec.model_id else None
 
 
 class _Output:
@@ -308,6 +314,7 @@ def decompress_clip(args) -> int:
         from compressor.images import check_size
 
         check_size(h.height, h.width, MAX_CODEC_PIXELS, f"clip {src}: ")  # before any allocation for it
+        tables = _tables_for(codec, h.model_id)
         start, stop = parse_range(args.frames, len(reader))
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
         out = _Output(Path(args.output), h.fps, [src])
@@ -327,7 +334,7 @@ def decompress_clip(args) -> int:
                 for i in range(reader.keyframe_at_or_before(start), stop):
                     try:
                         kind, payload = reader.record(i)
-                        symbols = decode_frame(kind, payload, codec._cdf, shape, codec._tables, prev)
+                        symbols = decode_frame(kind, payload, codec._cdf, shape, tables, prev)
                     except BitstreamError as e:
                         symbols = None
                         if i >= start:

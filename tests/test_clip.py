@@ -314,3 +314,17 @@ def test_seeded_fuzz_run_has_no_crash_or_hang():
     result = run(np.array([[0, 30000, 65536]] * 14, np.int32), Tables(fitted_tables()), iterations=600, seed=1, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["opened"] > 0
+
+
+def test_clip_of_the_checkpoint_before_its_tables_still_decodes(tmp_path, tiny_ctx, tiny_ctx_path):
+    """Context tables change a checkpoint's id, not its network: a clip written under the legacy id decodes."""
+    plain = tiny_ctx_path.with_name(tiny_ctx_path.stem + "-plain.safetensors")  # conftest.make_context_release
+    video = make_clip(tmp_path / "v.mp4", frames=4)
+    archive = tmp_path / "c.bin"
+    assert compress_main([str(video), str(archive), "--model", str(plain), "-q"]) == 0
+    assert clip.ClipReader(open(archive, "rb")).header.model_id == tiny_ctx.card.legacy_model_id
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert decompress_main([str(archive), str(a), "--model", str(plain), "-q"]) == 0
+    assert decompress_main([str(archive), str(b), "--model", str(tiny_ctx_path), "-q"]) == 0
+    assert _frames_dir(a).keys() == _frames_dir(b).keys()
+    assert all(np.array_equal(x, y) for x, y in zip(_frames_dir(a).values(), _frames_dir(b).values()))
