@@ -434,7 +434,10 @@ def export_onnx_command(args) -> None:
 
         with warnings.catch_warnings():  # the TorchScript exporter's tracer warnings say nothing to a user
             warnings.simplefilter("ignore")
-            files = export_onnx(codec, scratch, size)
+            try:
+                files = export_onnx(codec, scratch, size)
+            except ModuleNotFoundError as e:
+                raise UserError(f"export-onnx needs {e.name}: pip install 'compressor[onnx]'") from None
         meta = {"model_id": f"{codec.model_id:04x}", "model": codec.name, "frame_size": list(size),
                 "token_grid": list(codec.model.latent_grid(*size)), "bits": codec.model.latent_channels,
                 "bit_order": "bit k (value 2**k) is latent channel k",
