@@ -25,8 +25,7 @@ class UserError(CompressorError):
 
 def _run(prog: str, fn, args) -> int:
     try:
-        fn(args)
-        return 0
+        return fn(args) or 0
     except CompressorError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
@@ -52,6 +51,12 @@ def _compress(args) -> None:
     import compressor
 
     src, dst = Path(args.input), Path(args.output)
+    from compressor.video_cli import compress_clip, is_clip_input
+
+    if is_clip_input(src):
+        if not src.exists():
+            raise UserError(f"input not found: {src}")
+        return compress_clip(args)
     _check_paths(src, dst)
     codec = compressor.load(args.model)
     data = codec.encode(src, refine=args.refine, flips=args.flips, tile=not args.no_tile, overlap=not args.no_overlap)
@@ -76,10 +81,20 @@ def _image_format(path: Path) -> str:
     return fmt
 
 
-def _decompress(args) -> None:
+def _decompress(args) -> int | None:
     import compressor
 
     src, dst = Path(args.input), Path(args.output)
+    if src.is_file():
+        from compressor.clip import is_clip
+
+        with open(src, "rb") as f:
+            if is_clip(f.read(4)):
+                from compressor.video_cli import decompress_clip
+
+                return decompress_clip(args)
+    if args.frames is not None:
+        raise UserError(f"--frames is for clip archives; {src} is not one")
     _check_paths(src, dst)
     fmt = _image_format(dst)
     data = src.read_bytes()
@@ -117,8 +132,9 @@ def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def compress_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file.")
-    p.add_argument("input", help="image file (PNG, JPEG, WebP, ...)")
+    p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file, or a video or "
+                                "folder of frames to one clip archive.")
+    p.add_argument("input", help="image file (PNG, JPEG, WebP, ...), or a video or folder of frames for a clip")
     p.add_argument("output", help=".bin file to write")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL})")
     _add_search_args(p, "search with")
@@ -126,6 +142,12 @@ def compress_main(argv=None) -> int:
                    help="vit/hybrid: code an image larger than 128x256 whole, not in tiles (slower, much worse)")
     p.add_argument("--no-overlap", action="store_true",
                    help="vit/hybrid: cut a large image in tiles side by side, not overlapping (3.5x faster, 0.2 dB worse)")
+    clip = p.add_argument_group("clips (a video or a folder of frames)")
+    clip.add_argument("--keyframe-interval", type=_positive, default=30, metavar="K",
+                      help="code every Kth frame without the previous one, the start of any random access (default 30)")
+    clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
+                      "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
+    clip.add_argument("--fps", type=float, default=None, help="frame rate to record for a folder (default: the video's)")
     p.add_argument("-q", "--quiet", action="store_true")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -133,8 +155,11 @@ def compress_main(argv=None) -> int:
 def decompress_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="decompress", description="Decompress a .bin file to an image.")
     p.add_argument("input", help=".bin file")
-    p.add_argument("output", help="image file to write; the format follows the extension")
+    p.add_argument("output", help="image file to write; the format follows the extension (for a clip: a .mp4, "
+                                  ".mkv (lossless) or a new folder of PNG frames)")
     p.add_argument("--model", default=None, help="model to decode with (default: the shipped model named in the file)")
+    p.add_argument("--frames", default=None, metavar="A:B",
+                   help="clip archives: decode only frames A to B-1 (seeks to the keyframe before A)")
     p.add_argument("-q", "--quiet", action="store_true")
     return _run("decompress", _decompress, p.parse_args(argv))
 
@@ -147,6 +172,20 @@ def _info(args) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
+    from compressor.clip import is_clip
+
+    with open(path, "rb") as f:
+        clip = is_clip(f.read(4))
+    if clip:
+        from compressor.video_cli import clip_info
+
+        info = clip_info(path)
+        if args.json:
+            print(json.dumps(info))
+        else:
+            for k, v in info.items():
+                print(f"{k:>20}: {v}")
+        return
     data = path.read_bytes()
     header, payload = bitstream.unpack(data)
     shipped = find_shipped(header.model_id, header.version)
@@ -170,6 +209,24 @@ def _info(args) -> None:
     else:
         for k, v in info.items():
             print(f"{k:>14}: {v}")
+
+
+def _tokens(args) -> None:
+    from compressor.video_cli import tokens_command
+
+    tokens_command(args)
+
+
+def _frames(args) -> None:
+    from compressor.video_cli import frames_command
+
+    frames_command(args)
+
+
+def _export_onnx(args) -> None:
+    from compressor.video_cli import export_onnx_command
+
+    export_onnx_command(args)
 
 
 def _models(args) -> None:
@@ -343,10 +400,34 @@ def compressor_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compressor", description="Learned image compression at extreme rates.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("info", help="describe a .bin file")
+    s = sub.add_parser("info", help="describe a .bin file or a clip archive")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_info)
+
+    s = sub.add_parser("tokens", help="frames (images, folders, videos) -> a .npy of 14-bit tokens + JSON sidecar")
+    s.add_argument("inputs", nargs="+", help="image files, folders of images, or videos (PyAV)")
+    s.add_argument("--out", required=True, help="the .npy file to write (its sidecar: the same name with .json)")
+    s.add_argument("--model", default=DEFAULT_MODEL)
+    s.add_argument("--no-resize", action="store_true",
+                   help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
+    s.add_argument("--fps", type=float, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads (default: all cores; on a busy machine 1 can be faster)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=_tokens)
+
+    s = sub.add_parser("frames", help="a token file -> a video (.mp4, .mkv) or a folder of PNG frames")
+    s.add_argument("tokens", help="a .npy written by compressor tokens (its .json sidecar beside it)")
+    s.add_argument("--out", required=True, help="a .mp4 / .mkv (lossless) file or a new folder")
+    s.add_argument("--model", default=None, help="default: the shipped model the sidecar names")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=_frames)
+
+    s = sub.add_parser("export-onnx", help="write a model's encoder and decoder as ONNX (tokens without torch)")
+    s.add_argument("model", help="shipped model name or .safetensors path")
+    s.add_argument("outdir", help="folder to write encoder.onnx, decoder.onnx and model.json into")
+    s.set_defaults(fn=_export_onnx)
 
     s = sub.add_parser("models", help="list the shipped models")
     s.add_argument("--json", action="store_true")

@@ -17,9 +17,9 @@ import numpy as np
 
 from compressor import bitstream, context_model, entropy_coder
 from compressor.checkpoint import ModelCard, load_model
-from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
-from compressor.errors import ModelMismatchError
+from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_pixels, to_pil, to_rgb_array
+from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
 
 if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads only on first use
     from compressor.tiling import Tiling
@@ -203,6 +203,44 @@ class Codec:
                                   context=context)
         return bitstream.pack(header, payload)
 
+    # --- tokens (compressor.tokens) -----------------------------------------------------------
+    def symbols_batch(self, images) -> np.ndarray:
+        """Frames of one size (a list of images, or a uint8 array (N, H, W, 3)) -> uint8 symbols (N, C, h, w)."""
+        arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
+        if not arrays:
+            raise ImageError("no frames given")
+        if len({a.shape for a in arrays}) > 1:
+            raise ImageError("frames must all have one size; resize them first (compressor tokens does)")
+        t = self._tiling_for(*arrays[0].shape[:2])
+        return np.stack(self._run_batched(arrays, lambda x: self._encode_symbols(x, t)))
+
+    def tokens(self, images) -> np.ndarray:
+        """Frames of one size (a list of images, or a uint8 array (N, H, W, 3)) -> uint16 tokens (N, h, w).
+
+        Bit k of a token is latent channel k (`compressor.tokens`); a 128x256 frame gives 8 x 16 tokens.
+        """
+        from compressor.tokens import tokens_from_symbols
+
+        return tokens_from_symbols(self.symbols_batch(images))
+
+    def from_tokens(self, tokens, size: tuple[int, int] | None = None) -> np.ndarray:
+        """uint16 tokens (N, h, w) -> uint8 frames (N, H, W, 3); `size` defaults to the full grid (16h, 16w)."""
+        from compressor.tokens import symbols_from_tokens
+
+        return self.frames_from_symbols(symbols_from_tokens(tokens, self.model.latent_channels), size)
+
+    def frames_from_symbols(self, symbols: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """uint8 symbols (N, C, h, w) -> uint8 frames (N, H, W, 3), decoded in batches of `self.batch`."""
+        n, _, h, w = symbols.shape
+        size = tuple(size) if size is not None else (h * self.model.stride, w * self.model.stride)
+        if self.model.latent_grid(*size) != (h, w):
+            raise ImageError(f"a latent grid of {h}x{w} does not make a {size[0]}x{size[1]} frame")
+        tiling = self._tiling_for(*size)
+        out = np.empty((n, *size, 3), np.uint8)
+        for start in range(0, n, self.batch):
+            out[start : start + self.batch] = self._decode_symbols(symbols[start : start + self.batch], size, tiling)
+        return out
+
     # --- decode -----------------------------------------------------------------------------
     def decode(self, data: bytes):
         """Bytes of a .bin (or the path of one) -> PIL image at the original size."""
@@ -213,24 +251,28 @@ class Codec:
 
     def decode_batch_arrays(self, datas) -> list[np.ndarray]:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
-        import torch
-
-        from compressor.layers import cpu_attention_path
-
         if isinstance(datas, (str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError(f"decode_batch takes a list of .bin contents, not {type(datas).__name__} (use decode for one)")
         parsed = self._parse_many([bin_bytes(d) for d in datas])
         out: list = [None] * len(parsed)
+        for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
+            u8 = self._decode_symbols(np.stack([parsed[i][0] for i in chunk]), size, tiling)  # (b, H, W, 3)
+            for j, i in enumerate(chunk):
+                out[i] = np.ascontiguousarray(u8[j])
+        return out
+
+    def _decode_symbols(self, symbols: np.ndarray, size: tuple[int, int], tiling: Tiling | None) -> np.ndarray:
+        """uint8 symbols (b, C, gh, gw) -> uint8 images (b, H, W, 3), at this codec's `decode_precision`."""
+        import torch
+
+        from compressor.layers import cpu_attention_path
+
         bf16 = self.decode_precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16), \
                 cpu_attention_path():
-            for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
-                sym = torch.from_numpy(np.stack([parsed[i][0] for i in chunk])).to(self.device)  # (b, C, gh, gw)
-                images = self.model.decode_symbols(sym, size, tiling)  # (b, 3, H, W)
-                u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
-                for j, i in enumerate(chunk):
-                    out[i] = np.ascontiguousarray(u8[j])
-        return out
+            sym = torch.from_numpy(np.ascontiguousarray(symbols)).to(self.device)  # (b, C, gh, gw)
+            images = self.model.decode_symbols(sym, size, tiling)  # (b, 3, H, W)
+            return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         """Bytes of a .bin -> (uint8 symbols (14, h, w), (H, W)), with every check but the network."""

@@ -17,6 +17,7 @@ from compressor.bitstream import MAX_PIXELS as MAX_IMAGE_PIXELS  # the most a .b
 from compressor.errors import ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".avif", ".jxl"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 # Float inputs outside this range are refused rather than clipped to [0, 1].
 FLOAT_RANGE = (-0.5, 1.5)
 
@@ -116,3 +117,11 @@ def to_pil(arr: np.ndarray):
 
     return Image.fromarray(arr)
 
+
+def cover_frame(image, size: tuple[int, int]):
+    """PIL image -> the 128x256 frame of the evaluation sets (their data README): Lanczos resize to
+    cover `size` (H, W), then centre crop."""
+    from PIL import Image, ImageOps
+
+    h, w = size
+    return ImageOps.fit(image, (w, h), method=Image.LANCZOS, centering=(0.5, 0.5))

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from compressor.images import IMAGE_SUFFIXES
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
+from compressor.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, cover_frame
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
@@ -54,12 +53,6 @@ def first_frame(path: Path) -> Image.Image:
         return frames[len(frames) // 2].convert("RGB")
     with Image.open(path) as im:
         return ImageOps.exif_transpose(im).convert("RGB")
-
-
-def cover_frame(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """The 128x256 frame of the evaluation sets (their data README): Lanczos resize to cover, centre crop."""
-    h, w = size
-    return ImageOps.fit(image, (w, h), method=Image.LANCZOS, centering=(0.5, 0.5))
 
 
 def random_crops(path: Path, size: tuple[int, int], count: int, seed: int, max_zoom: float = 2.0) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""A clip's frames as records: each frame's symbols coded the shortest way its place allows. numpy only.
+
+    keyframe (frame index a multiple of K):   raw bits | per-channel table | context table          (kinds 0, 1, 2)
+    other frames:                             the same, or the temporal table given the previous frame (kind 3)
+
+The context and temporal tables are the checkpoint's (`compressor.context_model`); a checkpoint without
+them codes kinds 0 and 1 only. Raw bits are kept when nothing is shorter, so a 128x256 frame's payload
+never exceeds 224 bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compressor import context_model, entropy_coder
+from compressor.clip import CHANNEL, CONTEXT, KIND_NAMES, RAW, TEMPORAL, ClipError
+
+
+def _has_temporal(tables) -> bool:
+    """Whether context tables (a dict or `context_model.Tables`) include the temporal one."""
+    return context_model.Tables.of(tables).arrays.get("temporal") is not None
+
+
+def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
+                 prev: np.ndarray | None = None) -> tuple[int, bytes]:
+    """uint8 symbols (C, h, w) -> (kind, payload), the shortest of the codings available; `prev` (the
+    previous frame's symbols, None at a keyframe) allows the temporal table; `tables` is a dict of
+    uint16 arrays or a `context_model.Tables`, None for a checkpoint without them. Ties go to the kind that
+    does not need the previous frame."""
+    candidates = [(CHANNEL, entropy_coder.encode(symbols, cdf))]
+    if tables is not None:
+        candidates.append((CONTEXT, context_model.encode(symbols, tables)))
+        if prev is not None and _has_temporal(tables):
+            candidates.append((TEMPORAL, context_model.encode(symbols, tables, prev=prev)))
+    kind, payload = min(candidates, key=lambda c: len(c[1]))  # min keeps the first of equals
+    if len(payload) >= entropy_coder.raw_size(symbols.size):
+        return RAW, entropy_coder.pack_raw(symbols)
+    return kind, payload
+
+
+def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, int, int],
+                 tables=None, prev: np.ndarray | None = None) -> np.ndarray:
+    """(kind, payload) -> uint8 symbols (C, h, w); ClipError where the record cannot be decoded (a kind
+    this checkpoint has no table for, or a temporal record whose previous frame is missing)."""
+    if kind == RAW:
+        return entropy_coder.unpack_raw(payload, shape)
+    if kind == CHANNEL:
+        return entropy_coder.decode(payload, cdf, shape)
+    if kind not in KIND_NAMES:
+        raise ClipError(f"unknown record kind {kind}")
+    if tables is None or (kind == TEMPORAL and not _has_temporal(tables)):
+        raise ClipError(f"a {KIND_NAMES[kind]} record, but the model has no {KIND_NAMES[kind]} table")
+    if kind == CONTEXT:
+        return context_model.decode(payload, tables, shape)
+    if prev is None:
+        raise ClipError("a temporal record whose previous frame is damaged or missing")
+    return context_model.decode(payload, tables, shape, prev=prev)

@@ -1,0 +1,186 @@
+"""Tokens: the bit layout, Codec.tokens/from_tokens, `compressor tokens` / `frames`, and the ONNX export."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compressor.cli import compressor_main
+from compressor.tokens import TokenFileError, symbols_from_tokens, tokens_from_symbols
+
+
+def make_clip(path, frames: int = 12, size=(128, 256), fps: int = 20, motion: int = 4):
+    """A short H.264 clip of a pattern moving `motion` pixels a frame, written with PyAV."""
+    import av
+
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for t in range(frames):
+            rgb = np.stack([(xx + motion * t) % 256, (yy * 2) % 256, ((xx // 32 + yy // 32 + motion * t // 4) % 2) * 200 + 20], 2)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def decoded_frames(path):
+    from compressor.frames import expand_inputs, iter_frames
+
+    return np.stack([f for _, f in iter_frames(expand_inputs([path]), (128, 256))])
+
+
+def test_layout_bit_k_is_channel_k():
+    symbols = np.zeros((1, 14, 8, 16), np.uint8)
+    symbols[0, 3, 2, 5] = 1
+    symbols[0, 13, 0, 0] = 1
+    tokens = tokens_from_symbols(symbols)
+    assert tokens.dtype == np.uint16 and tokens.shape == (1, 8, 16)
+    assert tokens[0, 2, 5] == 8 and tokens[0, 0, 0] == 1 << 13 and tokens.sum() == 8 + (1 << 13)
+
+
+def test_symbols_round_trip_and_range_check():
+    rng = np.random.default_rng(0)
+    symbols = rng.integers(0, 2, (5, 14, 8, 16), dtype=np.uint8)
+    assert np.array_equal(symbols_from_tokens(tokens_from_symbols(symbols), 14), symbols)
+    with pytest.raises(TokenFileError, match="0..16383"):
+        symbols_from_tokens(np.full((1, 8, 16), 1 << 14, np.uint16), 14)
+
+
+def test_codec_tokens_match_the_bin_path(tiny, frame):
+    frames = np.stack([frame, frame[::-1].copy(), frame[:, ::-1].copy()])
+    tokens = tiny.tokens(frames)
+    assert tokens.shape == (3, 8, 16) and tokens.dtype == np.uint16 and tokens.max() < 1 << 14
+    for f, t in zip(frames, tokens):
+        assert np.array_equal(symbols_from_tokens(t[None], 14)[0], tiny.encode_symbols(f))
+    back = tiny.from_tokens(tokens)
+    assert back.shape == (3, 128, 256, 3) and back.dtype == np.uint8
+    # the same pixels as decoding the .bin files
+    assert np.array_equal(back, np.stack(tiny.decode_batch_arrays(tiny.encode_batch(list(frames)))))
+
+
+def test_tokens_refuse_mixed_sizes(tiny, frame):
+    from compressor.errors import ImageError
+
+    with pytest.raises(ImageError, match="one size"):
+        tiny.tokens([frame, frame[:64]])
+
+
+def test_cli_tokens_and_frames_round_trip(tmp_path, tiny, tiny_path, capsys):
+    clip = make_clip(tmp_path / "clip.mp4")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(3):  # 200x300 images: resized to cover 128x256
+        Image.fromarray(np.full((200, 300, 3), 40 * i, np.uint8)).save(folder / f"f{i}.png")
+    out = tmp_path / "tokens.npy"
+    assert compressor_main(["tokens", str(clip), str(folder), "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
+    tokens = np.load(out, allow_pickle=False)
+    assert tokens.shape == (15, 8, 16) and tokens.dtype == np.uint16
+    meta = json.loads((tmp_path / "tokens.json").read_text())
+    assert meta["model_id"] == f"{tiny.model_id:04x}" and meta["frame_size"] == [128, 256] and meta["fps"] == 20.0
+    assert meta["frames"] == 15 and meta["sources"][0] == {"file": "clip.mp4", "frames": 12}
+    assert meta["sources"][1]["images"] == ["f0.png", "f1.png", "f2.png"]
+    assert np.array_equal(tokens[:12], tiny.tokens(decoded_frames(clip)))
+
+    frames_dir = tmp_path / "frames"
+    assert compressor_main(["frames", str(out), "--out", str(frames_dir), "--model", str(tiny_path), "-q"]) == 0
+    from PIL import Image
+
+    written = sorted(frames_dir.iterdir())
+    assert len(written) == 15 and written[0].name == "frame_000000.png"
+    assert np.array_equal(np.asarray(Image.open(written[4])), tiny.from_tokens(tokens[4:5])[0])
+    video = tmp_path / "back.mkv"  # FFV1: lossless, so the frames come back exactly
+    assert compressor_main(["frames", str(out), "--out", str(video), "--model", str(tiny_path), "-q"]) == 0
+    assert np.array_equal(decoded_frames(video), tiny.from_tokens(tokens))
+    mp4 = tmp_path / "back.mp4"
+    assert compressor_main(["frames", str(out), "--out", str(mp4), "--model", str(tiny_path), "-q"]) == 0
+    assert len(decoded_frames(mp4)) == 15
+
+
+def test_cli_frames_refuses_another_models_tokens(tmp_path, tiny_path, other_path, frame, capsys):
+    from PIL import Image
+
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    out = tmp_path / "t.npy"
+    assert compressor_main(["tokens", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
+    capsys.readouterr()
+    assert compressor_main(["frames", str(out), "--out", str(tmp_path / "d"), "--model", str(other_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not by 'other'" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "suffix", "input", "not_video", "sidecar", "no_sidecar", "bad_range"])
+def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):
+    from PIL import Image
+
+    img = tmp_path / "a.png"
+    Image.fromarray(frame).save(img)
+    good = tmp_path / "good.npy"
+    assert compressor_main(["tokens", str(img), "--out", str(good), "--model", str(tiny_path), "-q"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    capsys.readouterr()
+    if case == "missing":
+        argv = ["tokens", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "t.npy"), "--model", str(tiny_path)]
+    elif case == "suffix":
+        argv = ["tokens", str(img), "--out", str(tmp_path / "t.bin"), "--model", str(tiny_path)]
+    elif case == "input":
+        argv = ["tokens", str(good), "--out", str(good), "--model", str(tiny_path)]
+    elif case == "not_video":
+        (tmp_path / "x.mp4").write_bytes(b"not a video at all")
+        before["x.mp4"] = b"not a video at all"
+        argv = ["tokens", str(tmp_path / "x.mp4"), "--out", str(tmp_path / "t.npy"), "--model", str(tiny_path)]
+    elif case == "sidecar":
+        (tmp_path / "good.json").write_text("{broken")
+        before["good.json"] = b"{broken"
+        argv = ["frames", str(good), "--out", str(tmp_path / "d"), "--model", str(tiny_path)]
+    elif case == "no_sidecar":
+        (tmp_path / "good.json").unlink()
+        del before["good.json"]
+        argv = ["frames", str(good), "--out", str(tmp_path / "d"), "--model", str(tiny_path)]
+    else:  # frames into a non-empty folder
+        (tmp_path / "full").mkdir()
+        (tmp_path / "full" / "keep.txt").write_text("x")
+        argv = ["frames", str(good), "--out", str(tmp_path / "full"), "--model", str(tiny_path)]
+    assert compressor_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not (tmp_path / "d").exists() and not (tmp_path / "t.npy").exists()
+
+
+def test_onnx_export_agrees_with_torch(tmp_path, tiny_path, frame):
+    ort = pytest.importorskip("onnxruntime")
+    import compressor
+    from compressor.codec import Codec
+    from compressor.metrics import psnr
+
+    assert compressor_main(["export-onnx", str(tiny_path), str(tmp_path / "onnx")]) == 0
+    meta = json.loads((tmp_path / "onnx" / "model.json").read_text())
+    rng = np.random.default_rng(0)
+    frames = np.stack([frame, frame[::-1].copy(), np.clip(frame + rng.integers(-30, 30, frame.shape), 0, 255).astype(np.uint8)])
+    loaded = compressor.load(tiny_path)
+    fp32 = Codec(loaded.model, loaded.card, decode_precision="fp32", encode_precision="fp32")
+    enc = ort.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    dec = ort.InferenceSession(str(tmp_path / "onnx" / "decoder.onnx"))
+    tokens, _ = enc.run(None, {"frames": frames})
+    want = fp32.tokens(frames)
+    bits = lambda t: np.unpackbits(np.ascontiguousarray(t, "<u2").view(np.uint8))  # noqa: E731
+    assert (bits(tokens) == bits(want)).mean() >= 0.999
+    assert meta["token_grid"] == [8, 16] and meta["model_id"] == f"{fp32.model_id:04x}"
+    ours = dec.run(None, {"tokens": want.astype(np.int32)})[0]
+    theirs = fp32.from_tokens(want)
+    assert ours.shape == theirs.shape and ours.dtype == np.uint8
+    for f, a, b in zip(frames, ours, theirs):
+        assert abs(psnr(f, a) - psnr(f, b)) <= 0.01
+
+
+def test_import_stays_light():
+    code = "import sys, compressor.tokens, compressor.clip, compressor.clip_coding; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
