@@ -136,7 +136,7 @@ def _codec_for_id(model_id: int, model, what: str):
     the shipped model with that id. A checkpoint's legacy id (before context tables were added to it:
     the same network) is accepted; `_tables_for` then gives no tables."""
     import compressor
-    from compressor.checkpoint import find_shipped
+    from compressor.zoo import find_shipped
     from compressor.errors import ModelMismatchError
 
     if model is None:
@@ -382,7 +382,7 @@ def _ranges(idx: list[int]) -> str:
 
 
 def clip_info(path: Path) -> dict:
-    from compressor.checkpoint import find_shipped
+    from compressor.zoo import find_shipped
     from compressor.clip import KIND_NAMES, ClipReader
 
     with open(path, "rb") as f:
