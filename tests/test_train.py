@@ -423,7 +423,8 @@ def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys, monke
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == steps and rows[-1]["lr"] == 0.0  # annealed exactly at the fitted step
     for bad in (["--steps", "5"], ["--resume", str(run)]):
-        assert compressor_main(["train", "--minutes", "1", "--out", str(tmp_path / "x"), *bad]) == 1
+        assert compressor_main(["train", "--data", str(image_folder), "--minutes", "1", "--out", str(tmp_path / "x"),
+                                *bad]) == 1
         assert "--minutes" in capsys.readouterr().err
 
 
