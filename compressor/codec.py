@@ -17,6 +17,7 @@ import numpy as np
 
 from compressor import bitstream, context_model, entropy_coder
 from compressor.checkpoint import ModelCard, load_model
+from compressor.device import check_device, fast_bf16  # both still importable from here
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_pixels, to_pil, to_rgb_array
 from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
@@ -30,16 +31,6 @@ if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads on
 MAX_CODEC_PIXELS = 2048 * 2048
 BATCH = 32  # frames per network pass on the CPU: larger batches gained nothing here
 GPU_BATCH = 256  # and on a GPU, where a pass of 32 frames would leave it mostly idle
-
-
-def fast_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 beats float32 2-3x."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # private helpers; without them, stay in float32
-        return False
 
 
 class Codec:
@@ -345,24 +336,6 @@ def _same_key_chunks(keys: list, size: int):
     for key, idx in groups.items():
         for start in range(0, len(idx), size):
             yield key, idx[start : start + size]
-
-
-def check_device(device):
-    """"cpu", "cuda", "cuda:1" or a torch.device -> torch.device; a clear error where it is not there."""
-    import torch
-
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"not a device: {device!r} ({e})") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, not {device.type!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda asked for, but this PyTorch sees no CUDA GPU")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
 
 
 @lru_cache(maxsize=8)

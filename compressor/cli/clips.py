@@ -1,0 +1,193 @@
+"""Clip archives through `compress` / `decompress` / `compressor info`: a video or a folder of frames
+in one file, with random access from its keyframes.
+
+Same rules as the other commands (`compressor.cli.common`): one-line errors, outputs written beside
+the target and renamed into place (a folder of frames too), inputs never overwritten.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from compressor.atomic import write_atomic
+from compressor.cli.common import UserError, _check_not_input
+from compressor.cli.sequences import _codec_for_id, _frames_of, _Output, _progress, _same_size_batches, _tables_for
+
+
+# --- clip archives ---------------------------------------------------------------------------------
+def is_clip_input(path: Path) -> bool:
+    """Whether `compress` should write a clip archive: a video file or a folder of frames."""
+    from compressor.frames import is_video_path
+
+    return path.is_dir() or is_video_path(path)
+
+
+def compress_clip(args) -> None:
+    import compressor
+    from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
+    from compressor.clip_coding import encode_frame
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_not_input(dst, [src])
+    if dst.is_dir():
+        raise UserError(f"output {dst} is a folder; give a file name")
+    if args.refine or args.flips:
+        raise UserError("--refine and --flips are for single images, not clips")
+    codec = compressor.load(args.model)
+    sources, frames, fps, total = _frames_of(codec, [src], args.no_resize, args.fps)
+    kinds: dict[int, int] = {}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "r+b") as f, _progress(total, args.quiet, "compress") as bar:
+            writer = prev = None
+            for _, batch in _same_size_batches(frames, codec.batch):
+                if writer is None:
+                    header = ClipHeader(codec.model_id, batch.shape[1], batch.shape[2], fps, args.keyframe_interval)
+                    writer = ClipWriter(f, header)
+                for symbols in codec.symbols_batch(batch):  # (C, h, w) each
+                    keyframe = len(writer.lengths) % args.keyframe_interval == 0
+                    kind, payload = encode_frame(symbols, codec._cdf, codec._tables, None if keyframe else prev)
+                    writer.add(kind, payload)
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                    prev = symbols
+                bar.update(len(batch))
+            if writer is None:
+                raise UserError(f"{src} holds no frames")
+            writer.close()
+
+    write_atomic(dst, writer=write)
+    if not args.quiet:
+        n = sum(kinds.values())
+        size = dst.stat().st_size if dst.is_file() else 0
+        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
+        print(f"{src} -> {dst}: {n} frames, {size} bytes ({size / n:.1f} per frame; {mix}), model {codec.name}")
+
+
+def parse_range(text: str | None, count: int) -> tuple[int, int]:
+    """"A:B" (either end may be left out; B excluded, like a Python slice) -> (A, B) within 0..count."""
+    if text is None:
+        return 0, count
+    try:
+        a, b = text.split(":")
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else count
+    except ValueError:
+        raise UserError(f"--frames takes A:B (frame numbers, B excluded), not {text!r}") from None
+    if not 0 <= start < stop <= count:
+        raise UserError(f"--frames {text} is not a non-empty range within the clip's {count} frames (0:{count})")
+    return start, stop
+
+
+def decompress_clip(args) -> int:
+    """Decode a clip (or frames A:B of it) to a video or a folder; damaged frames are named on stderr,
+    left out of a folder and grey in a video, and the status is 1 if there were any."""
+    from compressor.clip import ClipReader
+    from compressor.clip_coding import decode_frame
+    from compressor.errors import BitstreamError
+
+    src = Path(args.input)
+    with open(src, "rb") as f:
+        reader = ClipReader(f)
+        h = reader.header
+        codec = _codec_for_id(h.model_id, args.model, f"clip {src}")
+        from compressor.codec import MAX_CODEC_PIXELS
+        from compressor.images import check_pixels
+
+        check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {src}: ")  # before any allocation for it
+        tables = _tables_for(codec, h.model_id)
+        start, stop = parse_range(args.frames, len(reader))
+        shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
+        out = _Output(Path(args.output), h.fps, [src])
+        damaged = []
+        try:
+            pending_idx, pending_sym = [], []
+
+            def flush():
+                if pending_sym:
+                    for i, frame in zip(pending_idx, codec.frames_from_symbols(np.stack(pending_sym), (h.height, h.width))):
+                        out.writer.write(frame, index=i)
+                    pending_idx.clear()
+                    pending_sym.clear()
+
+            with _progress(stop - start, args.quiet, "decompress") as bar:
+                prev = None
+                for i in range(reader.keyframe_at_or_before(start), stop):
+                    try:
+                        kind, payload = reader.record(i)
+                        symbols = decode_frame(kind, payload, codec._cdf, shape, tables, prev)
+                    except BitstreamError as e:
+                        symbols = None
+                        if i >= start:
+                            damaged.append(i)
+                            print(f"decompress: warning: frame {i}: {e}", file=sys.stderr)
+                    prev = symbols
+                    if i < start:
+                        continue
+                    if symbols is None:
+                        flush()
+                        if out.video:
+                            out.writer.write(np.full((h.height, h.width, 3), 128, np.uint8), index=i)
+                    else:
+                        pending_idx.append(i)
+                        pending_sym.append(symbols)
+                        if len(pending_sym) == codec.batch:
+                            flush()
+                    bar.update(1)
+                flush()
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+    if not args.quiet:
+        print(f"{src} -> {args.output}: frames {start}:{stop} of {len(reader)}, {h.height}x{h.width}"
+              + (f", {len(damaged)} damaged" if damaged else ""))
+    if damaged:
+        where = "grey in the video" if out.video else "left out of the folder"
+        print(f"decompress: {len(damaged)} damaged frame(s) ({where}): {_ranges(damaged)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ranges(idx: list[int]) -> str:
+    parts, run = [], [idx[0], idx[0]]
+    for i in idx[1:]:
+        if i == run[1] + 1:
+            run[1] = i
+        else:
+            parts.append(run)
+            run = [i, i]
+    parts.append(run)
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def clip_info(path: Path) -> dict:
+    from compressor.zoo import find_shipped
+    from compressor.clip import KIND_NAMES, ClipReader
+
+    with open(path, "rb") as f:
+        reader = ClipReader(f)
+        h = reader.header
+        kinds: dict[str, int] = {}
+        for i in range(len(reader)):
+            f.seek(int(reader.offsets[i]))
+            name = KIND_NAMES.get(f.read(1)[0], "unknown")
+            kinds[name] = kinds.get(name, 0) + 1
+    sizes = np.diff(reader.offsets)
+    shipped = find_shipped(h.model_id)
+    return {
+        "file": str(path),
+        "kind": "clip archive",
+        "bytes": reader.size,
+        "frames": len(reader),
+        "fps": h.fps,
+        "size": f"{h.height}x{h.width}",
+        "keyframe_interval": h.keyframe_interval,
+        "bytes_per_frame": round(reader.size / len(reader), 2),
+        "record_bytes_mean": round(float(sizes.mean()), 2),
+        "record_bytes_min_max": [int(sizes.min()), int(sizes.max())],
+        "records": kinds,
+        "model_id": f"{h.model_id:04x}",
+        "model": shipped.stem if shipped else "not a shipped model",
+    }
