@@ -184,14 +184,15 @@ def test_gradient_passes_recompute_on_the_same_path_to_the_same_gradient(tiny, m
 @pytest.mark.slow
 def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
     """kodim23 at 512x768 with the default: overlapping windows 26.24 dB, tiles side by side 25.96 dB, whole
-    18.57 dB, at about the same bytes (2566 / 2565 / 2561); the 16-pixel bands on the tile borders gain
-    0.87 dB (24.41 -> 25.28)."""
+    18.57 dB, from latents of the same size (2566 / 2565 / 2561 B with per-channel coding; 2090 / 2079 /
+    1854 B with the context tables, which find the whole image's poorer code more predictable: 11% fewer
+    bytes cannot buy back 7 dB); the 16-pixel bands on the tile borders gain 0.87 dB (24.41 -> 25.28)."""
     from compressor.metrics import psnr
 
     img = np.asarray(Image.open(eval_dir("kodak") / "kodim23.png").convert("RGB"))
     codec = compressor.load("vit.default")
     overlap, tiled, whole = codec.encode(img), codec.encode(img, overlap=False), codec.encode(img, tile=False)
-    assert abs(len(tiled) - len(whole)) < 0.02 * len(whole) and abs(len(overlap) - len(tiled)) < 0.02 * len(tiled)
+    assert 0.85 * len(tiled) < len(whole) <= len(tiled) and abs(len(overlap) - len(tiled)) < 0.02 * len(tiled)
     out = {name: np.asarray(codec.decode(d)) for name, d in (("overlap", overlap), ("tiled", tiled), ("whole", whole))}
     assert psnr(img, out["tiled"]) > psnr(img, out["whole"]) + 6
     assert psnr(img, out["overlap"]) > psnr(img, out["tiled"]) + 0.2
