@@ -1,4 +1,5 @@
-"""A clip's frames as records: each frame's symbols coded the shortest way its place allows. numpy only.
+"""Each frame's symbols coded the shortest way its place allows: a `.bin` file's payload (kinds 0-2, no
+previous frame) and a clip's records. numpy only.
 
     keyframe (frame index a multiple of K):   raw bits | per-channel table | context table          (kinds 0, 1, 2)
     other frames:                             the same, or the temporal table given the previous frame (kind 3)

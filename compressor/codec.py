@@ -181,17 +181,14 @@ class Codec:
     def _pack(self, symbols: np.ndarray, size: tuple[int, int], tiling: Tiling | None = None) -> bytes:
         # The shortest of the per-channel and the context coding (version 1 on a tie, which older
         # readers decode too), and raw bits unless it is shorter than them: a 128x256 frame's payload
-        # stays at 224 bytes or fewer.
-        coded = [(entropy_coder.encode(symbols, self._cdf), False)]
-        if self._tables is not None:
-            coded.append((context_model.encode(symbols, self._tables), True))
-        payload, context = min(coded, key=lambda c: len(c[0]))
-        raw = len(payload) >= entropy_coder.raw_size(symbols.size)
-        if raw:
-            payload, context = entropy_coder.pack_raw(symbols), False
-        header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=raw,
+        # stays at 224 bytes or fewer. The choice is the clip records' (`clip_coding.encode_frame`).
+        from compressor.clip import CONTEXT, RAW
+        from compressor.clip_coding import encode_frame
+
+        kind, payload = encode_frame(symbols, self._cdf, self._tables)
+        header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=kind == RAW,
                                   tiled=tiling is not None, overlap=tiling is not None and tiling.overlap,
-                                  context=context)
+                                  context=kind == CONTEXT)
         return bitstream.pack(header, payload)
 
     # --- tokens (compressor.tokens) -----------------------------------------------------------
