@@ -157,17 +157,19 @@ class Codec:
         return self._run_batched([a], lambda x: self._encode_symbols(x, t))[0]
 
     def _encode_symbols(self, x, tiling: Tiling | None):
-        """(B, 3, H, W) in [0, 1] -> uint8 symbols, the encoder at this codec's `encode_precision`."""
-        from compressor.bottleneck import symbols_from_latent
-
-        return symbols_from_latent(self._encode_latent(x, tiling))
+        """(B, 3, H, W) in [0, 1] -> uint8 symbols: the model's one encode path at `encode_precision`."""
+        with self._encoder_autocast():
+            return self.model.encode_symbols(x, tiling)
 
     def _encode_latent(self, x, tiling: Tiling | None):
         """(B, 3, H, W) in [0, 1] -> the encoder's float32 latent (B, C, gh, gw) at `encode_precision`."""
+        with self._encoder_autocast():
+            return self.model.encode_latent(self.model.pad(x), tiling).float()
+
+    def _encoder_autocast(self):
         import torch
 
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16"):
-            return self.model.encode_latent(self.model.pad(x), tiling).float()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16")
 
     def _tiling_for(self, height: int, width: int, tile: bool = True, overlap: bool = True) -> Tiling | None:
         """How an image of this size is cut into network passes, or None when it is coded whole."""
