@@ -47,7 +47,7 @@ class ModelCard:
     card: dict = field(default_factory=dict)
     path: Path | None = None
     legacy_model_id: int | None = None  # the id before context tables were added (version-1 files only)
-    context_tables: dict | None = None  # {"spatial", "temporal"}: uint16 numpy arrays, set by load_model
+    context_tables: dict | None = None  # {"spatial", "temporal"}: uint16 numpy arrays, set by read_tensors
 
     def accepts(self, model_id: int, version: int) -> bool:
         """Whether a .bin header with this model id and format version was written by this checkpoint."""
@@ -188,12 +188,11 @@ def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: di
     return model_id, legacy
 
 
-def load_model(path: str | os.PathLike):
-    """Rebuild the model of a release checkpoint in float32 eval mode: (CompressionModel, ModelCard)."""
+def read_tensors(path: str | os.PathLike) -> tuple[dict, ModelCard]:
+    """A release checkpoint's network tensors and card, their model ids verified; the context tables
+    (if any) go into `card.context_tables`. `compressor.model.load_model` builds the network from them."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from compressor.model import CompressionModel, ModelConfig
 
     info = read_card(path)
     try:
@@ -209,16 +208,4 @@ def load_model(path: str | os.PathLike):
         if "spatial" not in tables:
             raise ModelError(f"{info.path}: context tables without {CONTEXT_PREFIX}spatial")
         info.context_tables = tables
-    try:
-        model = CompressionModel.from_config(ModelConfig.from_dict(info.config))
-    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size (negative, say)
-        raise ModelError(f"{info.path}: config does not build a model: {e}") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        lines = [line.strip() for line in str(e).strip().splitlines()]
-        detail = lines[1] if len(lines) > 1 else lines[0]  # the first line only names the model class
-        raise ModelError(f"{info.path}: weights do not fit the config: {detail}") from None
-    model.eval()
-    return model, info
+    return tensors, info

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from compressor import bitstream, context_model, entropy_coder
-from compressor.checkpoint import ModelCard, load_model
+from compressor.checkpoint import ModelCard
 from compressor.device import check_device, fast_bf16  # both still importable from here
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_pixels, to_pil, to_rgb_array
@@ -339,6 +339,8 @@ def _same_key_chunks(keys: list, size: int):
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, device: str) -> Codec:
+    from compressor.model import load_model
+
     model, card = load_model(path)
     card.name = name_of(path) or card.name  # a shipped file goes by its zoo name, whatever its card says
     return Codec(model, card, device=device)

@@ -81,7 +81,8 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
                 exclude: list[str] = (), verbose: bool = True) -> dict:
     """Fit both tables of `checkpoint` on the folders' frames and write the checkpoint `out`; returns its card entry."""
     from compressor import context_model
-    from compressor.checkpoint import load_model, save_with_context
+    from compressor.checkpoint import save_with_context
+    from compressor.model import load_model
     from compressor.codec import Codec
     from compressor.training.data import find_images
 

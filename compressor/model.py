@@ -125,3 +125,24 @@ class CompressionModel(nn.Module):
         h, w = size
         images = self.decode_latent(latent_from_symbols(symbols, torch.float32), tiling)
         return images[..., :h, :w].float().clamp(0, 1)
+
+
+def load_model(path) -> tuple[CompressionModel, "ModelCard"]:
+    """Rebuild the model of a release checkpoint in float32 eval mode: (CompressionModel, ModelCard)."""
+    from compressor.checkpoint import read_tensors
+    from compressor.errors import ModelError
+
+    tensors, info = read_tensors(path)
+    try:
+        model = CompressionModel.from_config(ModelConfig.from_dict(info.config))
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size (negative, say)
+        raise ModelError(f"{info.path}: config does not build a model: {e}") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).strip().splitlines()]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # the first line only names the model class
+        raise ModelError(f"{info.path}: weights do not fit the config: {detail}") from None
+    model.eval()
+    return model, info

@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from compressor.checkpoint import load_model, read_card
+from compressor.checkpoint import read_card
+from compressor.model import load_model
 from compressor.zoo import resolve
 from compressor.errors import ModelError
 

@@ -80,7 +80,7 @@ def test_raw_fallback_when_coding_would_not_pay(tiny, frame):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_compress_decompress_equals_eval_forward(tiny_path, frame, precision):
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
     from compressor.codec import Codec
     from compressor.layers import cpu_attention_path
 
@@ -96,7 +96,7 @@ def test_compress_decompress_equals_eval_forward(tiny_path, frame, precision):
 
 
 def test_bf16_decode_is_within_rounding_of_fp32(tiny_path, frame):
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
     from compressor.codec import Codec
 
     fp32 = Codec(*load_model(tiny_path), decode_precision="fp32")
@@ -110,7 +110,7 @@ def test_bf16_decode_is_within_rounding_of_fp32(tiny_path, frame):
 def test_encode_precision_follows_the_card_where_the_cpu_has_bf16_units(tiny_path, frame, monkeypatch):
     """auto: bf16 only for a card that asks for it, on a CPU with bf16 units; explicit values override."""
     import compressor.codec as codec_module
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
     from compressor.codec import Codec
 
     def codec(card_says=None, **kw):

@@ -174,7 +174,7 @@ def test_tampered_tables_are_refused_on_load(tiny_ctx_path, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
 
     with safe_open(str(tiny_ctx_path), "pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}

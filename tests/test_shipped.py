@@ -49,7 +49,7 @@ def test_bytes_and_psnr(name, set_name):
 def test_cards_that_ask_for_bf16_encoding_lose_nothing_measurable():
     """A card's "encode_precision": "bf16" (the distilled models) must cost under 0.5% of the bits and
     0.02 dB against float32 encoding (measured: 0.11-0.43% and within 0.01 dB on the two sets)."""
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
     from compressor.codec import Codec, resolve
     from compressor.measure.evaluate import expand_paths
     from compressor.images import to_rgb_array

@@ -114,7 +114,7 @@ def test_frames_within_the_training_frame_are_not_tiled(tiny, frame):
 
 def test_whole_coded_files_still_decode_whole(tiny_path):
     """Files written without tiles (tile=False, or before tiling existed) decode with one global pass."""
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
     from compressor.codec import Codec
 
     codec = Codec(*load_model(tiny_path), decode_precision="fp32")

@@ -203,7 +203,7 @@ def warm_start(model: torch.nn.Module, path: str) -> tuple[float, dict]:
 
     Returns the seed's refine_start_scale and its lineage for `Progress.warm_started_from`.
     """
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
 
     released, info = load_model(path)
     weights = {k: v for k, v in released.state_dict().items() if not k.startswith("bottleneck.")}

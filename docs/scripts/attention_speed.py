@@ -72,7 +72,7 @@ def search(name: str, frames) -> None:
 
 
 def train(name: str, frames) -> None:
-    from compressor.checkpoint import load_model
+    from compressor.model import load_model
 from compressor.zoo import resolve
 
     model, _ = load_model(resolve(name))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from compressor.bottleneck import binarize
-from compressor.checkpoint import load_model
+from compressor.model import load_model
 from compressor.zoo import resolve
 from compressor.codec import Codec
 from compressor.images import to_rgb_array
