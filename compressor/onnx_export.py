@@ -18,26 +18,25 @@ from torch import nn
 OPSET = 17
 
 
-class FramesToTokens(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.register_buffer("weights", 2 ** torch.arange(model.latent_channels, dtype=torch.int64))  # (C,)
+class _TokenBits(nn.Module):
+    """A model and the value of each channel's bit in a token: `powers[k]` = 2**k (bit k = channel k)."""
 
-    def forward(self, frames: torch.Tensor):
-        x = frames.permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
-        latent = self.model.encoder(x)  # (N, C, h, w)
-        bits = (latent >= 0).to(torch.int64)  # the codec's rule: 0 codes as 1
-        tokens = (bits * self.weights[None, :, None, None]).sum(dim=1)  # (N, h, w)
-        return tokens.to(torch.int32), latent
-
-
-class TokensToFrames(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
         self.register_buffer("powers", 2 ** torch.arange(model.latent_channels, dtype=torch.int64))  # (C,)
 
+
+class FramesToTokens(_TokenBits):
+    def forward(self, frames: torch.Tensor):
+        x = frames.permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
+        latent = self.model.encoder(x)  # (N, C, h, w)
+        bits = (latent >= 0).to(torch.int64)  # the codec's rule: 0 codes as 1
+        tokens = (bits * self.powers[None, :, None, None]).sum(dim=1)  # (N, h, w)
+        return tokens.to(torch.int32), latent
+
+
+class TokensToFrames(_TokenBits):
     def forward(self, tokens: torch.Tensor):
         t = tokens.to(torch.int64)[:, None]  # (N, 1, h, w)
         bits = torch.remainder(torch.div(t, self.powers[None, :, None, None], rounding_mode="floor"), 2)  # (N, C, h, w)
