@@ -163,7 +163,7 @@ def _ranges(idx: list[int]) -> str:
 
 
 def clip_info(path: Path) -> dict:
-    from compressor.zoo import find_shipped
+    from compressor.zoo import find_shipped, name_of
     from compressor.clip import KIND_NAMES, ClipReader
 
     with open(path, "rb") as f:
@@ -189,5 +189,5 @@ def clip_info(path: Path) -> dict:
         "record_bytes_min_max": [int(sizes.min()), int(sizes.max())],
         "records": kinds,
         "model_id": f"{h.model_id:04x}",
-        "model": shipped.stem if shipped else "not a shipped model",
+        "model": name_of(shipped) if shipped else "not a shipped model",
     }
