@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from compressor import clip  # noqa: E402
 from compressor.clip_coding import decode_frame, encode_frame  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
-from tests.fuzz_decode import mutate  # noqa: E402
+from tests.fuzz_decode import mutate, tally  # noqa: E402
 
 SHAPE = (14, 8, 16)
 MAX_FRAMES_READ = 64
@@ -91,16 +91,7 @@ def run(cdf, tables, iterations: int, seed: int, hang_s: float = 1.0) -> dict:
     examples, slowest = [], 0.0
     for _ in range(iterations):
         data = mutate(original, rng) if rng.random() < 0.5 else build(mutate_records(records, rng))
-        t = time.perf_counter()
-        try:
-            counts[one_input(data, cdf, tables)] += 1
-        except Exception as e:  # anything that is not a CompressorError is a crash
-            counts["crashes"] += 1
-            if len(examples) < 5:
-                examples.append({"input": data.hex(), "error": repr(e)})
-        dt = time.perf_counter() - t
-        slowest = max(slowest, dt)
-        counts["hangs"] += dt > hang_s
+        slowest = max(slowest, tally(counts, examples, lambda d: one_input(d, cdf, tables), data, hang_s))
     return {**counts, "iterations": iterations, "slowest_s": round(slowest, 4), "crash_examples": examples}
 
 

@@ -70,6 +70,21 @@ def one_input(codec, data: bytes) -> str:
     return "decoded"
 
 
+def tally(counts: dict, examples: list, decode, data: bytes, hang_s: float) -> float:
+    """Count `decode(data)`'s outcome in `counts` (its return value, a crash: any exception that is not a
+    CompressorError reaching here, kept in `examples`, or a hang: slower than `hang_s`); returns seconds."""
+    t = time.perf_counter()
+    try:
+        counts[decode(data)] += 1
+    except Exception as e:  # anything that is not a CompressorError is a crash
+        counts["crashes"] += 1
+        if len(examples) < 5:
+            examples.append({"input": data.hex(), "error": repr(e)})
+    dt = time.perf_counter() - t
+    counts["hangs"] += int(dt > hang_s)
+    return dt
+
+
 def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1.0) -> dict:
     """Decode `iterations` random and mutated inputs; an input slower than `hang_s` counts as a hang."""
     rng = np.random.default_rng(seed)
@@ -84,17 +99,7 @@ def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1
             data = mutate(seeds[int(rng.integers(0, len(seeds)))], rng)
             if kind >= 2:
                 data = fix_check(data)
-        t = time.perf_counter()
-        try:
-            counts[one_input(codec, data)] += 1
-        except Exception as e:  # anything that is not a CompressorError is a crash
-            counts["crashes"] += 1
-            if len(examples) < 5:
-                examples.append({"input": data.hex(), "error": repr(e)})
-        dt = time.perf_counter() - t
-        slowest = max(slowest, dt)
-        if dt > hang_s:
-            counts["hangs"] += 1
+        slowest = max(slowest, tally(counts, examples, lambda d: one_input(codec, d), data, hang_s))
     return {**counts, "iterations": iterations, "slowest_s": round(slowest, 4), "crash_examples": examples}
 
 
