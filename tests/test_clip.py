@@ -186,18 +186,23 @@ def test_clip_from_a_folder(tmp_path, tiny, tiny_path, frame):
     assert clip.ClipReader(open(archive, "rb")).header.fps == 10.0
 
 
+def _decompress_damaged(archive, offset: int, flip: int, model, capsys):
+    """XOR byte `offset` of `archive` with `flip` into bad.bin beside it, decompress that into a folder
+    `out` beside it (which must report the damage: exit status 1) -> (bad.bin, out, stderr)."""
+    data = bytearray(archive.read_bytes())
+    data[offset] ^= flip
+    bad, out = archive.parent / "bad.bin", archive.parent / "out"
+    bad.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert decompress_main([str(bad), str(out), "--model", str(model), "-q"]) == 1
+    return bad, out, capsys.readouterr().err
+
+
 def test_damaged_frame_is_named_and_the_rest_written(tmp_path, video, tiny_path, capsys):
     archive = tmp_path / "clip.bin"
     assert compress_main([str(video), str(archive), "--model", str(tiny_path), "-q"]) == 0
-    data = bytearray(archive.read_bytes())
-    reader = clip.ClipReader(io.BytesIO(bytes(data)))
-    data[int(reader.offsets[6]) + 10] ^= 0xFF
-    bad = tmp_path / "bad.bin"
-    bad.write_bytes(bytes(data))
-    capsys.readouterr()
-    out = tmp_path / "out"
-    assert decompress_main([str(bad), str(out), "--model", str(tiny_path), "-q"]) == 1
-    err = capsys.readouterr().err
+    reader = clip.ClipReader(io.BytesIO(archive.read_bytes()))
+    bad, out, err = _decompress_damaged(archive, int(reader.offsets[6]) + 10, 0xFF, tiny_path, capsys)
     assert "frame 6: damaged record" in err and "Traceback" not in err
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 13 and "frame_000006.png" not in names
@@ -288,15 +293,8 @@ def test_temporal_clip_random_access_and_damage(tmp_path, tiny_ctx, tiny_ctx_pat
         got = _frames_dir(part)
         assert sorted(got) == [f"frame_{i:06d}.png" for i in range(a, b)] and all(np.array_equal(got[k], frames[k]) for k in got)
 
-    data = bytearray(archive.read_bytes())
     first_temporal = kinds.index(clip.TEMPORAL, 4)
-    data[int(reader.offsets[first_temporal]) + 3] ^= 0x01
-    bad = tmp_path / "bad.bin"
-    bad.write_bytes(bytes(data))
-    capsys.readouterr()
-    out = tmp_path / "out"
-    assert decompress_main([str(bad), str(out), "--model", str(tiny_ctx_path), "-q"]) == 1
-    err = capsys.readouterr().err
+    _, out, err = _decompress_damaged(archive, int(reader.offsets[first_temporal]) + 3, 0x01, tiny_ctx_path, capsys)
     lost = [first_temporal]  # and the temporal records after it, up to the next record coded alone
     while lost[-1] + 1 < 10 and kinds[lost[-1] + 1] == clip.TEMPORAL:
         lost.append(lost[-1] + 1)
