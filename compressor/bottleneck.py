@@ -85,16 +85,24 @@ class Bottleneck(nn.Module):
             # Its quantiles serve CompressAI's own range coding, which we replace with the frozen
             # binary table; frozen here so no optimizer or DDP sees a parameter without gradient.
             self.entropy_model.quantiles.requires_grad_(False)
+            self._pin_median()
+
+    def _pin_median(self) -> None:
+        """Set the density's median to 0: evaluation-mode `forward` rounds its input around the median
+        (round(x - m) + m), so with m = 0 the symbols 0 and 1 are evaluated exactly where they lie."""
+        with torch.no_grad():
+            self.entropy_model.quantiles[:, :, 1] = 0.0
 
     def probability_of_one(self) -> torch.Tensor:
         """(C,) P(s = 1) per channel, from the learned density if training, else the frozen table."""
         if self.entropy_model is None:
             return 1.0 - self.cdf[:, 1].double() / CDF_TOTAL
-        # EntropyBottleneck expects (C, 1, N); evaluate its density mass at the two symbol values.
-        values = torch.tensor([0.0, 1.0], device=self.cdf.device).repeat(self.latent_channels, 1, 1)  # (C, 1, 2)
-        likelihood, _, _ = self.entropy_model._likelihood(values)
-        likelihood = likelihood.clamp_min(1e-9).reshape(self.latent_channels, 2)  # (C, 2)
-        return likelihood[:, 1] / likelihood.sum(dim=1)
+        # The public evaluation-mode forward: its input is (B, C) with B = the two symbol values, and
+        # the pinned median leaves them unrounded; it returns each value's probability mass per channel.
+        self._pin_median()  # again: a loaded training state may carry another median
+        values = torch.tensor([[0.0], [1.0]], device=self.cdf.device).expand(2, self.latent_channels)  # (2, C)
+        _, likelihood = self.entropy_model(values, training=False)  # (2, C), bounded below by 1e-9
+        return likelihood[1] / likelihood.sum(dim=0)
 
     def bits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Estimated code length in bits of each image's symbols: (B, C, h, w) in [0, 1] -> (B,).
