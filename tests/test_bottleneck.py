@@ -52,3 +52,20 @@ def test_trainable_entropy_model_learns_and_freezes():
     b.freeze()
     p_one = 1 - b.cdf[:, 1].double() / 65536
     torch.testing.assert_close(p_one, s.mean((0, 2, 3)).double(), atol=0.03, rtol=0)
+
+
+def test_probability_of_one_ignores_the_density_median():
+    """P(1) is the density's mass at 1 over its mass at 0 and 1, read through the public evaluation-mode
+    forward with the median pinned at 0; a median from elsewhere (an older training state) changes nothing."""
+    torch.manual_seed(0)
+    b = Bottleneck(14, trainable=True)
+    with torch.no_grad():
+        for p in b.entropy_model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    before = b.probability_of_one().detach()
+    assert not torch.allclose(before, torch.full_like(before, 0.5), atol=1e-3)
+    with torch.no_grad():
+        b.entropy_model.quantiles[:, :, 1] = 0.37  # would round 0 and 1 to 0.37 and 1.37 if it stayed
+    torch.testing.assert_close(b.probability_of_one().detach(), before)
+    mass = torch.stack([b.entropy_model(torch.tensor([[v]]).expand(1, 14), training=False)[1][0] for v in (0.0, 1.0)])
+    torch.testing.assert_close(before, mass[1] / mass.sum(0))
