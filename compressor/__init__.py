@@ -47,18 +47,20 @@ def load(name_or_path=None, *, device: str = "cpu"):
     return _load(name_or_path or DEFAULT_MODEL, device=device)
 
 
-def encode(image, model=None, *, refine: int = 0, flips: int = 0, tile: bool = True, overlap: bool = True) -> bytes:
+def encode(image, model=None, *, refine: int = 0, flips: int = 0, tile: bool = True, overlap: bool = True,
+           rate_weight: float = 0.0) -> bytes:
     """Compress an image (path, PIL.Image, uint8 HxWx3 array, or float tensor in [0, 1]) to .bin bytes.
 
     `refine=N` spends N decoder gradient steps searching for a better code, `flips=R` R rounds of greedy
-    bit flips (slower, never worse; `compressor.search`).
+    bit flips (slower, never worse; `compressor.search`), and `rate_weight=W` with flips makes that
+    search trade error for bytes under the context tables (MSE + W x bits).
     `tile` and `overlap` say how a global-attention model cuts an image above its training frame
     (`Codec.encode_batch`).
     """
     from compressor.codec import DEFAULT_MODEL, Codec
 
     codec = model if isinstance(model, Codec) else load(model or DEFAULT_MODEL)
-    return codec.encode(image, refine=refine, flips=flips, tile=tile, overlap=overlap)
+    return codec.encode(image, refine=refine, flips=flips, tile=tile, overlap=overlap, rate_weight=rate_weight)
 
 
 def decode(data: bytes, model=None):

@@ -110,18 +110,22 @@ class Codec:
         return f"Codec(name={self.name!r}, model_id={self.model_id:04x}, parameters={self.parameters})"
 
     # --- encode -----------------------------------------------------------------------------
-    def encode(self, image, *, refine: int = 0, flips: int = 0, tile: bool = True, overlap: bool = True) -> bytes:
-        return self.encode_batch([image], refine=refine, flips=flips, tile=tile, overlap=overlap)[0]
+    def encode(self, image, *, refine: int = 0, flips: int = 0, tile: bool = True, overlap: bool = True,
+               rate_weight: float = 0.0) -> bytes:
+        return self.encode_batch([image], refine=refine, flips=flips, tile=tile, overlap=overlap,
+                                 rate_weight=rate_weight)[0]
 
     def encode_batch(self, images, *, refine: int = 0, flips: int = 0, tile: bool = True,
-                     overlap: bool = True) -> list[bytes]:
+                     overlap: bool = True, rate_weight: float = 0.0) -> list[bytes]:
         """Encode many images; images of the same size share model passes of up to `self.batch` frames.
 
         `refine` > 0 searches, with that many decoder gradient steps, for a code this decoder
         reconstructs better; `flips` > 0 searches with that many greedy rounds of bit flips instead
         (`compressor.search`: fewer passes go further with flips, more with refine). Either is slower
         encoding, same format, never worse than the plain code. Searched bytes are exact on one machine
-        but may differ across CPUs (bf16 rounding).
+        but may differ across CPUs (bf16 rounding). `rate_weight` > 0 (with `flips`) makes the search
+        rate-aware: it minimises MSE + rate_weight * bits under the model's context tables, trading
+        error for bytes (`search.flip_symbols`); 2e-6, about bare AVIF's own trade near 224 B, is a start.
         `tile=False` codes an image larger than a global-attention model's training frame whole
         rather than in windows of that frame (slower and, for the shipped models, far worse);
         `overlap=False` cuts it in tiles side by side, not overlapping (3.5x fewer network passes,
@@ -131,6 +135,9 @@ class Codec:
             raise ValueError(f"refine and flips must be 0 or more, not {refine} and {flips}")
         if refine and flips:
             raise ValueError("refine and flips are two searches: choose one")
+        if rate_weight < 0 or (rate_weight and not flips):
+            raise ValueError("rate_weight must be 0 or more, and is a weight of the flips search (flips > 0)")
+        rate = self._context_rate() if rate_weight else None
         if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
             raise TypeError(f"encode_batch takes a list of images, not {type(images).__name__} (use encode for one)")
         arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
@@ -144,11 +151,22 @@ class Codec:
                 return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t,
                                       start_scale=self.refine_start_scale)
             if flips:
-                return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t))
+                return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t),
+                                    rate=rate, rate_weight=rate_weight)
             return self._encode_symbols(x, t)
         symbols = self._run_batched(arrays, symbols_of)
         return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
                 for s, a in zip(symbols, arrays)]
+
+    def _context_rate(self):
+        """The context tables as a torch rate (`context_rate.ContextRate`), built on first use."""
+        if self._tables is None:
+            raise ValueError(f"'{self.name}' has no context tables: a rate-aware search needs them")
+        if getattr(self, "_rate", None) is None:
+            from compressor.context_rate import ContextRate
+
+            self._rate = ContextRate(self._tables.arrays["spatial"], self.device)
+        return self._rate
 
     def encode_symbols(self, image, *, tile: bool = True, overlap: bool = True) -> np.ndarray:
         """The uint8 symbols (14, h, w) an image codes to, before entropy coding."""

@@ -153,3 +153,51 @@ def test_flips_and_refine_are_one_or_the_other(tiny, frame, tmp_path):
         assert e.value.code == 2 and not (tmp_path / "a.bin").exists()
     assert compress_main([str(src), str(tmp_path / "a.bin"), "--flips", "1", "--model", "vit.default", "-q"]) == 0
     assert compressor.decode((tmp_path / "a.bin").read_bytes()).size == (256, 128)
+
+
+# --- rate-aware flips: error + rate_weight * bits under the context tables ---------------------------
+def test_rate_aware_flips_trade_error_for_bits_and_never_lose_on_their_score(tiny_ctx, frame):
+    from compressor.context_rate import ContextRate
+    from compressor.search import flip_symbols
+
+    x = _frames_tensor(frame)
+    model = tiny_ctx.model
+    rate = ContextRate(tiny_ctx.card.context_tables["spatial"])
+    plain = model.encode_symbols(x)
+    weight = 1e-4  # large: bits matter more than error here
+    chosen = flip_symbols(model, x, rounds=4, rate=rate, rate_weight=weight)
+
+    def score(symbols):
+        with torch.inference_mode():
+            out = model.decode_symbols(symbols, tuple(x.shape[-2:])).clamp(0, 1)
+        return (out - x).pow(2).mean(dim=(1, 2, 3)) + weight * rate.bits(symbols)
+
+    assert torch.all(score(chosen) <= score(plain) + 1e-7)
+    assert torch.all(rate.bits(chosen) <= rate.bits(plain)) and rate.bits(chosen).sum() < rate.bits(plain).sum()
+    assert torch.equal(flip_symbols(model, x, rounds=4, rate=rate, rate_weight=0.0), flip_symbols(model, x, rounds=4))
+
+
+def test_rate_weight_reaches_the_file_and_needs_flips_and_tables(tiny_ctx, tiny, frame):
+    small = tiny_ctx.encode(frame, flips=4, rate_weight=1e-4)
+    assert len(small) <= len(tiny_ctx.encode(frame, flips=4))
+    assert np.asarray(tiny_ctx.decode(small)).shape == frame.shape
+    with pytest.raises(ValueError, match="flips"):
+        tiny_ctx.encode(frame, rate_weight=1e-6)
+    with pytest.raises(ValueError, match="no context tables"):
+        tiny.encode(frame, flips=1, rate_weight=1e-6)
+
+
+def test_compress_takes_a_rate_weight_only_with_flips(tiny_ctx_path, frame, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.fromarray(frame).save(src)
+    out = tmp_path / "a.bin"
+    assert compress_main([str(src), str(out), "--model", str(tiny_ctx_path), "--rate-weight", "1e-6"]) == 1
+    assert not out.exists()
+    with pytest.raises(SystemExit) as e:
+        compress_main([str(src), str(out), "--model", str(tiny_ctx_path), "--flips", "2", "--rate-weight", "-1"])
+    assert e.value.code == 2 and not out.exists()
+    argv = [str(src), str(out), "--model", str(tiny_ctx_path), "--flips", "2", "--rate-weight", "1e-4", "-q"]
+    assert compress_main(argv) == 0
+    assert out.read_bytes() == compressor.load(tiny_ctx_path).encode(frame, flips=2, rate_weight=1e-4)

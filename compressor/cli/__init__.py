@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
 _steps.__name__ = _positive.__name__ = "whole number"  # argparse says "invalid whole number value: 'abc'"
 
 
+def _weight(text: str) -> float:
+    x = float(text)
+    if not x >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return x
+
+
+_weight.__name__ = "number"
+
+
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
     """--refine and --flips, the encoder-side searches (compressor.search), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
@@ -57,6 +67,10 @@ def compress_main(argv=None) -> int:
     p.add_argument("output", help=".bin file to write")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL})")
     _add_search_args(p, "search with")
+    p.add_argument("--rate-weight", type=_weight, default=0.0, metavar="W",
+                   help="with --flips: minimise MSE + W x bits under the model's context tables, for smaller files "
+                        "(4e-6 with --flips 8: vit.default 5 B smaller on kodak-frames, 0.04 dB ahead of plain "
+                        "flips net of what those bytes buy AVIF)")
     p.add_argument("--no-tile", action="store_true",
                    help="vit/hybrid: code an image larger than 128x256 whole, not in tiles (slower, much worse)")
     p.add_argument("--no-overlap", action="store_true",

@@ -14,6 +14,8 @@ def _compress(args) -> None:
     import compressor
 
     src, dst = Path(args.input), Path(args.output)
+    if args.rate_weight and not args.flips:
+        raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
     from compressor.cli.clips import compress_clip, is_clip_input
 
     if is_clip_input(src):
@@ -22,7 +24,8 @@ def _compress(args) -> None:
         return compress_clip(args)
     _check_paths(src, dst)
     codec = compressor.load(args.model)
-    data = codec.encode(src, refine=args.refine, flips=args.flips, tile=not args.no_tile, overlap=not args.no_overlap)
+    data = codec.encode(src, refine=args.refine, flips=args.flips, tile=not args.no_tile, overlap=not args.no_overlap,
+                        rate_weight=args.rate_weight)
     write_atomic(dst, data)
     if not args.quiet:
         from compressor import bitstream
