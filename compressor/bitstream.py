@@ -4,7 +4,8 @@
     byte 1      high nibble: format version; low nibble: flags
                   version 1: payload coded with the per-channel table (`entropy_coder`) or raw bits
                   version 2: payload coded with the context table (`context_model`, spatial layout)
-                  bit 0  payload is raw symbol bits (1) or entropy-coded (0); always 0 in version 2
+                  version 3: payload coded with the context net (`context_net`)
+                  bit 0  payload is raw symbol bits (1) or entropy-coded (0); always 0 in versions 2 and 3
                   bit 1  long size: H and W as 2 x uint16 (1) or packed into 3 bytes (0)
                   bit 2  tiled: the latent was coded in tiles of the model's training frame
                   bit 3  overlap (only with bit 2): the tiles overlapped by half a tile and were blended
@@ -14,8 +15,8 @@
     check       1 byte: CRC-8 (polynomial 0x07) over everything else (header and payload)
     payload     the rest of the file
 
-A writer keeps, frame by frame, the shortest of the version-2 context coding, the version-1 per-channel
-coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A 128x256 frame
+A writer keeps, frame by frame, the shortest of the version-3 context-net coding, the version-2 context
+table coding, the version-1 per-channel coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A 128x256 frame
 has an 8-byte header. The check byte catches every single-bit error and burst of
 up to 8 bits, and all but 1 in 256 other corruptions, which a raw bit payload could not otherwise reveal.
 """
@@ -28,6 +29,8 @@ from compressor.errors import BitstreamError
 MAGIC = 0xCF
 VERSION = 1  # per-channel table or raw bits
 VERSION_CONTEXT = 2  # context table
+VERSION_NET = 3  # context net
+VERSIONS = (VERSION, VERSION_CONTEXT, VERSION_NET)
 FLAG_RAW = 0x1
 FLAG_LONG_SIZE = 0x2
 FLAG_TILED = 0x4
@@ -69,16 +72,19 @@ class Header:
     tiled: bool = False  # encoder and decoder ran tile by tile (compressor.tiling)
     overlap: bool = False  # ... in overlapping, blended windows (only with tiled)
     context: bool = False  # payload coded with the context table (format version 2)
+    net: bool = False  # payload coded with the context net (format version 3)
 
     def __post_init__(self):
         if self.overlap and not self.tiled:
             raise ValueError("a header with overlapping tiles must be tiled")
-        if self.context and self.raw:
+        if (self.context or self.net) and self.raw:
             raise ValueError("a context-coded payload is not raw bits")
+        if self.context and self.net:
+            raise ValueError("a payload is coded with the context table or the context net, not both")
 
     @property
     def version(self) -> int:
-        return VERSION_CONTEXT if self.context else VERSION
+        return VERSION_NET if self.net else VERSION_CONTEXT if self.context else VERSION
 
     def size_bytes(self) -> int:
         return 5 + (4 if self.long_size else 3)
@@ -118,11 +124,11 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(data) < 2 or data[0] != MAGIC:
         raise BitstreamError("not a compressor .bin file (bad magic byte)")
     version, flags = data[1] >> 4, data[1] & 0xF
-    if version not in (VERSION, VERSION_CONTEXT):
+    if version not in VERSIONS:
         raise BitstreamError(f"unsupported .bin format version {version} "
-                             f"(this library reads versions {VERSION} and {VERSION_CONTEXT})")
-    if version == VERSION_CONTEXT and flags & FLAG_RAW:
-        raise BitstreamError("damaged .bin header (raw flag set in a context-coded version-2 file)")
+                             f"(this library reads versions {', '.join(map(str, VERSIONS))})")
+    if version != VERSION and flags & FLAG_RAW:
+        raise BitstreamError(f"damaged .bin header (raw flag set in a context-coded version-{version} file)")
     if flags & FLAG_OVERLAP and not flags & FLAG_TILED:
         raise BitstreamError("damaged .bin header (overlap flag set without the tiled flag)")
     long_size = bool(flags & FLAG_LONG_SIZE)
@@ -139,7 +145,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     check_size(height, width)
     header = Header(model_id=model_id, height=height, width=width, raw=bool(flags & FLAG_RAW),
                     tiled=bool(flags & FLAG_TILED), overlap=bool(flags & FLAG_OVERLAP),
-                    context=version == VERSION_CONTEXT)
+                    context=version == VERSION_CONTEXT, net=version == VERSION_NET)
     if long_size != header.long_size:
         raise BitstreamError("damaged .bin header (size form does not match the size)")
     body, check, payload = data[: header_len - 1], data[header_len - 1], data[header_len:]

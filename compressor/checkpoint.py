@@ -4,7 +4,8 @@ Which files are shipped, and under which names, is `compressor.zoo`'s table.
 
 Tensors: the encoder and decoder weights, `bottleneck.cdf` (the frozen per-channel entropy table)
 and, once `compressor fit-context` has run, `context.spatial` and `context.temporal` (the frozen context
-tables of `compressor.context_model`, uint16).
+tables of `compressor.context_model`, uint16) and, with `--net`, `context.net.*` (the integer context
+net of `compressor.context_net`).
 Metadata (strings):
     format      "compressor.checkpoint/1"
     config      JSON of ModelConfig, which rebuilds the network through the registry
@@ -14,6 +15,9 @@ Metadata (strings):
     legacy_model_id  (with context tables only) the same hash over the tensors without `context.*`:
                 the id this checkpoint had before its tables were added, accepted in version-1 headers
                 only, so files written before still decode
+    table_model_id   (with a context net only) the same hash without `context.net.*`: the id of the
+                checkpoint with its tables but before its net, accepted in version-1 and version-2
+                headers and in clip archives whose records use no net, so their files still decode
     card        JSON model card: name, training facts (data, steps, wall time, hardware), results
 Loading recomputes the hashes, so a tampered file is refused rather than producing garbage.
 """
@@ -48,10 +52,22 @@ class ModelCard:
     path: Path | None = None
     legacy_model_id: int | None = None  # the id before context tables were added (version-1 files only)
     context_tables: dict | None = None  # {"spatial", "temporal"}: uint16 numpy arrays, set by read_tensors
+    table_model_id: int | None = None  # the id with tables, before the context net (versions 1 and 2)
+    context_net: dict | None = None  # the context net's integer tensors (context_net.KEYS), set by read_tensors
 
     def accepts(self, model_id: int, version: int) -> bool:
         """Whether a .bin header with this model id and format version was written by this checkpoint."""
-        return model_id == self.model_id or (version == 1 and model_id == self.legacy_model_id)
+        return (model_id == self.model_id or (version <= 2 and model_id == self.table_model_id)
+                or (version == 1 and model_id == self.legacy_model_id))
+
+    def coding_for(self, model_id: int) -> tuple[dict | None, dict | None]:
+        """(context tables, context net) that a file or clip carrying `model_id` was coded with: none of
+        them under the legacy id, the tables alone under the table id."""
+        if model_id == self.model_id:
+            return self.context_tables, self.context_net
+        if model_id == self.table_model_id:
+            return self.context_tables, None
+        return None, None
 
     @property
     def refine_start_scale(self) -> float:
@@ -60,6 +76,7 @@ class ModelCard:
 
 
 CONTEXT_PREFIX = "context."  # the context tables' tensors: context.spatial, context.temporal
+NET_PREFIX = "context.net."  # the context net's tensors
 
 
 def tensors_digest(tensors: dict) -> bytes:
@@ -135,30 +152,36 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         config = json.loads(meta["config"])
         card = json.loads(meta.get("card", "{}"))
         model_id = int(meta["model_id"], 16)
-        legacy = meta.get("legacy_model_id")
-        legacy = None if legacy is None else int(legacy, 16)
+        legacy, table_id = (None if meta.get(k) is None else int(meta[k], 16) for k in ("legacy_model_id", "table_model_id"))
         if not isinstance(config, dict) or not isinstance(card, dict):
             raise ValueError("config and card must be JSON objects")
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} has a malformed header: {e}") from None
     return ModelCard(name=card.get("name", path.stem), model_id=model_id, config=config, card=card, path=path,
-                     legacy_model_id=legacy)
+                     legacy_model_id=legacy, table_model_id=table_id)
 
 
 def _model_id(tensors: dict) -> int:
     return int.from_bytes(tensors_digest(tensors)[:2], "big")
 
 
-def split_context(tensors: dict) -> tuple[dict, dict]:
-    """Checkpoint tensors -> (network tensors, context tables as uint16 numpy arrays by name)."""
+def split_context(tensors: dict) -> tuple[dict, dict, dict]:
+    """Checkpoint tensors -> (network tensors, context tables as uint16 numpy arrays by name, the context
+    net's tensors as numpy arrays by key)."""
     net = {k: v for k, v in tensors.items() if not k.startswith(CONTEXT_PREFIX)}
-    tables = {k[len(CONTEXT_PREFIX):]: v.numpy() for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)}
-    return net, tables
+    ctx_net = {k[len(NET_PREFIX):]: v.numpy() for k, v in tensors.items() if k.startswith(NET_PREFIX)}
+    tables = {k[len(CONTEXT_PREFIX):]: v.numpy() for k, v in tensors.items()
+              if k.startswith(CONTEXT_PREFIX) and not k.startswith(NET_PREFIX)}
+    return net, tables, ctx_net
 
 
-def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: dict, card_update: dict) -> tuple[int, int]:
+def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: dict, card_update: dict,
+                      context_net: dict | None = None) -> tuple[int, int]:
     """Copy checkpoint `src` to `dst` (atomically) with context tables `tables` ({"spatial", "temporal"}:
-    uint16 arrays) replacing any it had, and `card_update` merged into its card; returns (model id, legacy id).
+    uint16 arrays) and, if given, the context net `context_net` (integer arrays by `context_net.KEYS`) replacing
+    any it had, and `card_update` merged into its card; returns (model id, legacy id). With a net, the
+    id over the network and the tables alone is kept as `table_model_id`: files coded with those tables
+    before the net was added still decode.
 
     The network tensors are copied bit for bit, so the legacy id (theirs alone) is the id `src` had
     before it ever carried tables, and version-1 files written with it still decode.
@@ -170,7 +193,7 @@ def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: di
     info = read_card(src)
     with safe_open(str(src), "pt") as f:
         metadata = dict(f.metadata())
-        net, _ = split_context({k: f.get_tensor(k) for k in f.keys()})
+        net, _, _ = split_context({k: f.get_tensor(k) for k in f.keys()})
     legacy = _model_id(net)
     if legacy != (info.legacy_model_id if info.legacy_model_id is not None else info.model_id):
         raise ModelError(f"{src}: weights do not match the checkpoint's model id (file altered?)")
@@ -180,6 +203,11 @@ def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: di
         if table.dtype != np.uint16:
             raise ValueError(f"context table {name} must be uint16, not {table.dtype}")
         tensors[CONTEXT_PREFIX + name] = torch.from_numpy(table.copy())
+    metadata.pop("table_model_id", None)
+    if context_net is not None:
+        metadata["table_model_id"] = f"{_model_id(tensors):04x}"
+        for key, value in context_net.items():
+            tensors[NET_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(value).copy())
     model_id = _model_id(tensors)
     metadata["model_id"] = f"{model_id:04x}"
     metadata["legacy_model_id"] = f"{legacy:04x}"
@@ -201,7 +229,12 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict, ModelCard]:
         raise ModelError(f"cannot read checkpoint {info.path}: {e}") from None
     if _model_id(tensors) != info.model_id:
         raise ModelError(f"{info.path}: weights do not match the checkpoint's model id (file altered?)")
-    tensors, tables = split_context(tensors)
+    tensors, tables, ctx_net = split_context(tensors)
+    if ctx_net or info.table_model_id is not None:
+        with_tables = {k: v for k, v in load_file(str(info.path)).items() if not k.startswith(NET_PREFIX)}
+        if not tables or _model_id(with_tables) != info.table_model_id:
+            raise ModelError(f"{info.path}: tables do not match the checkpoint's table model id (file altered?)")
+        info.context_net = ctx_net
     if tables or info.legacy_model_id is not None:
         if _model_id(tensors) != info.legacy_model_id:
             raise ModelError(f"{info.path}: weights do not match the checkpoint's legacy model id (file altered?)")

@@ -48,8 +48,8 @@ MAX_FRAMES = 0xFFFFFFFF
 _HEADER = struct.Struct(">4sBBHHHIIH")  # everything before the CRC
 _TRAILER = struct.Struct(">II4s")
 
-RAW, CHANNEL, CONTEXT, TEMPORAL = 0, 1, 2, 3
-KIND_NAMES = {RAW: "raw", CHANNEL: "per-channel", CONTEXT: "context", TEMPORAL: "temporal"}
+RAW, CHANNEL, CONTEXT, TEMPORAL, NET = 0, 1, 2, 3, 4
+KIND_NAMES = {RAW: "raw", CHANNEL: "per-channel", CONTEXT: "context", TEMPORAL: "temporal", NET: "net"}
 
 
 class ClipError(BitstreamError):

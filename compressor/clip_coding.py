@@ -1,19 +1,19 @@
 """Each frame's symbols coded the shortest way its place allows: a `.bin` file's payload (kinds 0-2, no
 previous frame) and a clip's records. numpy only.
 
-    keyframe (frame index a multiple of K):   raw bits | per-channel table | context table          (kinds 0, 1, 2)
+    keyframe (frame index a multiple of K):   raw bits | per-channel table | context table | context net  (kinds 0, 1, 2, 4)
     other frames:                             the same, or the temporal table given the previous frame (kind 3)
 
-The context and temporal tables are the checkpoint's (`compressor.context_model`); a checkpoint without
-them codes kinds 0 and 1 only. Raw bits are kept when nothing is shorter, so a 128x256 frame's payload
+The context and temporal tables are the checkpoint's (`compressor.context_model`), and so is the context
+net (`compressor.context_net`); a checkpoint without them codes kinds 0 and 1 only. Raw bits are kept when nothing is shorter, so a 128x256 frame's payload
 never exceeds 224 bytes.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from compressor import context_model, entropy_coder
-from compressor.clip import CHANNEL, CONTEXT, KIND_NAMES, RAW, TEMPORAL, ClipError
+from compressor import context_model, context_net, entropy_coder
+from compressor.clip import CHANNEL, CONTEXT, KIND_NAMES, NET, RAW, TEMPORAL, ClipError
 
 
 def _has_temporal(tables) -> bool:
@@ -22,16 +22,19 @@ def _has_temporal(tables) -> bool:
 
 
 def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
-                 prev: np.ndarray | None = None) -> tuple[int, bytes]:
+                 prev: np.ndarray | None = None, net: context_net.ContextNet | None = None) -> tuple[int, bytes]:
     """uint8 symbols (C, h, w) -> (kind, payload), the shortest of the codings available; `prev` (the
     previous frame's symbols, None at a keyframe) allows the temporal table; `tables` is a dict of
-    uint16 arrays or a `context_model.Tables`, None for a checkpoint without them. Ties go to the kind that
+    uint16 arrays or a `context_model.Tables`, None for a checkpoint without them; `net` the context net,
+    None without one. Ties go to the older kind (a file older readers decode) and to the kind that
     does not need the previous frame."""
     candidates = [(CHANNEL, entropy_coder.encode(symbols, cdf))]
     if tables is not None:
         candidates.append((CONTEXT, context_model.encode(symbols, tables)))
         if prev is not None and _has_temporal(tables):
             candidates.append((TEMPORAL, context_model.encode(symbols, tables, prev=prev)))
+    if net is not None:
+        candidates.append((NET, context_net.encode(symbols, net)))
     kind, payload = min(candidates, key=lambda c: len(c[1]))  # min keeps the first of equals
     if len(payload) >= entropy_coder.raw_size(symbols.size):
         return RAW, entropy_coder.pack_raw(symbols)
@@ -39,7 +42,7 @@ def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
 
 
 def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, int, int],
-                 tables=None, prev: np.ndarray | None = None) -> np.ndarray:
+                 tables=None, prev: np.ndarray | None = None, net: context_net.ContextNet | None = None) -> np.ndarray:
     """(kind, payload) -> uint8 symbols (C, h, w); ClipError where the record cannot be decoded (a kind
     this checkpoint has no table for, or a temporal record whose previous frame is missing)."""
     if kind == RAW:
@@ -48,6 +51,10 @@ def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, i
         return entropy_coder.decode(payload, cdf, shape)
     if kind not in KIND_NAMES:
         raise ClipError(f"unknown record kind {kind}")
+    if kind == NET:
+        if net is None:
+            raise ClipError("a net record, but the model has no context net")
+        return context_net.decode(payload, net, shape)
     if tables is None or (kind == TEMPORAL and not _has_temporal(tables)):
         raise ClipError(f"a {KIND_NAMES[kind]} record, but the model has no {KIND_NAMES[kind]} table")
     if kind == CONTEXT:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compressor import bitstream, context_model, entropy_coder
+from compressor import bitstream, context_model, context_net, entropy_coder
 from compressor.checkpoint import ModelCard
 from compressor.device import check_device, fast_bf16  # both still importable from here
 from compressor.errors import ImageError, ModelMismatchError
@@ -72,6 +72,8 @@ class Codec:
         self._cdf = model.bottleneck.cdf.numpy().astype(np.int32)
         # None: a checkpoint without context tables writes version 1 only
         self._tables = None if card.context_tables is None else context_model.Tables(card.context_tables)
+        # None: a checkpoint without a context net writes versions 1 and 2 only
+        self._net = None if card.context_net is None else context_net.ContextNet(card.context_net)
         model.to(self.device)
         # A codec never trains its weights; without their gradients a search's backward pass (refine,
         # flips) computes only the code's: `flips=2` with vit-distil-ft 24.6 -> 26.0 frames/s (batch 32).
@@ -202,13 +204,13 @@ class Codec:
         # The shortest of the per-channel and the context coding (version 1 on a tie, which older
         # readers decode too), and raw bits unless it is shorter than them: a 128x256 frame's payload
         # stays at 224 bytes or fewer. The choice is the clip records' (`clip_coding.encode_frame`).
-        from compressor.clip import CONTEXT, RAW
+        from compressor.clip import CONTEXT, NET, RAW
         from compressor.clip_coding import encode_frame
 
-        kind, payload = encode_frame(symbols, self._cdf, self._tables)
+        kind, payload = encode_frame(symbols, self._cdf, self._tables, net=self._net)
         header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=kind == RAW,
                                   tiled=tiling is not None, overlap=tiling is not None and tiling.overlap,
-                                  context=kind == CONTEXT)
+                                  context=kind == CONTEXT, net=kind == NET)
         return bitstream.pack(header, payload)
 
     # --- tokens (compressor.tokens) -----------------------------------------------------------
@@ -299,15 +301,21 @@ class Codec:
         checked = [self._check(d) for d in datas]
         symbols: list = [None] * len(checked)
         context: dict[tuple, list[int]] = {}
+        nets: dict[tuple, list[int]] = {}
         for i, (header, payload, shape) in enumerate(checked):
             if header.context:
                 context.setdefault(shape, []).append(i)
+            elif header.net:
+                nets.setdefault(shape, []).append(i)
             elif header.raw:
                 symbols[i] = entropy_coder.unpack_raw(payload, shape)
             else:
                 symbols[i] = entropy_coder.decode(payload, self._cdf, shape)
         for shape, idx in context.items():
             for i, s in zip(idx, context_model.decode_many([checked[i][1] for i in idx], self._tables, shape)):
+                symbols[i] = s
+        for shape, idx in nets.items():
+            for i, s in zip(idx, context_net.decode_many([checked[i][1] for i in idx], self._net, shape)):
                 symbols[i] = s
         return [(s, (h.height, h.width), Tiling(self.tile, h.overlap) if h.tiled else None)
                 for s, (h, _, _) in zip(symbols, checked)]
@@ -321,6 +329,8 @@ class Codec:
             )
         if header.context and self._tables is None:  # unreachable for a genuine id: its tables are hashed in it
             raise bitstream.BitstreamError(f"version-2 file, but '{self.name}' has no context tables")
+        if header.net and self._net is None:  # likewise: a net is hashed into the id that writes version 3
+            raise bitstream.BitstreamError(f"version-3 file, but '{self.name}' has no context net")
         check_pixels(header.height, header.width, MAX_CODEC_PIXELS)
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")

@@ -4,6 +4,8 @@
       -> spatial table over every frame; temporal table over consecutive frames of each sequence
       -> a new checkpoint: same network tensors, `context.spatial` / `context.temporal`, new model id,
          the old id kept as `legacy_model_id`, the card saying what the tables were fitted on
+    with --net: those frames plus random crops of every file -> a context net (`context_net_fit`),
+         `context.net.*` in the checkpoint, the id before it kept as `table_model_id`
 
 A sequence is a run of files in one folder whose names differ only in a frame number (the last run
 of 3 or more digits, e.g. `cityscapes_seq0001_aachen_000001_000012_leftImg8bit.jpg`); its pairs are the
@@ -77,9 +79,46 @@ def folder_label(folder: str | Path) -> str:
     return "/".join(Path(folder).resolve().parts[-2:])
 
 
+def crop_frames(files: list[Path], crops: int, seed: int = 0) -> np.ndarray:
+    """uint8 (N * crops, 128, 256, 3): per file, `crops` random crops (a random scale from half to the whole
+    image, mirrored half the time) made into frames as `load_frames` makes them: more varied codes to fit the
+    context net on than one frame a file."""
+    from PIL import Image
+
+    from compressor.training.data import cover_frame, first_frame
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in files:
+        image = first_frame(f).convert("RGB")
+        w, h = image.size
+        for _ in range(crops):
+            s = rng.uniform(0.5, 1.0)
+            cw, ch = max(1, int(w * s)), max(1, int(h * s))
+            x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+            crop = image.crop((x0, y0, x0 + cw, y0 + ch))
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            out.append(np.asarray(cover_frame(crop, FRAME)))
+    return np.stack(out) if out else np.zeros((0, *FRAME, 3), np.uint8)
+
+
+def _encode_all(codec, frames, verbose: bool, what: str) -> list[np.ndarray]:
+    symbols = []
+    for i in range(0, len(frames), 256):  # frames in chunks: 256 frames are 25 MB of pixels
+        arrays = list(frames[i : i + 256]) if isinstance(frames, np.ndarray) else list(load_frames(frames[i : i + 256]))
+        symbols += codec._run_batched(arrays, lambda x: codec._encode_symbols(x, None))
+        if verbose:
+            print(f"encoded {len(symbols)} / {len(frames)} {what}", flush=True)
+    return symbols
+
+
 def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Path, *, frames: int | None = None,
-                exclude: list[str] = (), verbose: bool = True) -> dict:
-    """Fit both tables of `checkpoint` on the folders' frames and write the checkpoint `out`; returns its card entry."""
+                exclude: list[str] = (), verbose: bool = True, net: bool = False, keep_tables: bool = False,
+                crops: int = 3, net_steps: int = 5000) -> dict:
+    """Fit both tables of `checkpoint` on the folders' frames (or keep its own, `keep_tables`) and, with
+    `net`, a context net on those frames plus `crops` random crops of each file; write the checkpoint
+    `out`; returns its card entry."""
     from compressor import context_model
     from compressor.checkpoint import save_with_context
     from compressor.model import load_model
@@ -91,30 +130,45 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
     if not files:
         raise FileNotFoundError("no frames left to fit on (check --exclude)")
     model, card = load_model(checkpoint)
+    if keep_tables and card.context_tables is None:
+        raise ValueError(f"{checkpoint} has no context tables to keep")
     codec = Codec(model, card)
-    symbols = []
-    for i in range(0, len(files), 256):  # frames in chunks: 256 frames are 25 MB of pixels
-        arrays = list(load_frames(files[i : i + 256]))
-        symbols += codec._run_batched(arrays, lambda x: codec._encode_symbols(x, None))
-        if verbose:
-            print(f"encoded {len(symbols)} / {len(files)} frames", flush=True)
+    symbols = _encode_all(codec, files, verbose, "frames")
     pairs = sequence_pairs(files)
     if not pairs:
         raise ValueError("no consecutive frames found for the temporal table (see compressor/context_fit.py)")
-    tables = {
-        "spatial": context_model.fit_tables(symbols),
-        "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs]),
-    }
-    entry = {
-        "spatial": {"layout": context_model.SPATIAL.name, "frames": len(files)},
-        "temporal": {"layout": context_model.TEMPORAL.name, "pairs": len(pairs), "steps": list(PAIR_STEPS)},
-        "folders": [folder_label(f) for f in folders],
-        "excluded": list(exclude),
-        "frame": list(FRAME),
-        "smoothing": context_model.SMOOTHING,
-        "encode_precision": codec.encode_precision,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    model_id, legacy = save_with_context(checkpoint, out, tables, {"context": entry})
+    if keep_tables:
+        tables, entry = card.context_tables, dict(card.card.get("context", {}))
+    else:
+        tables = {
+            "spatial": context_model.fit_tables(symbols),
+            "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs]),
+        }
+        entry = {
+            "spatial": {"layout": context_model.SPATIAL.name, "frames": len(files)},
+            "temporal": {"layout": context_model.TEMPORAL.name, "pairs": len(pairs), "steps": list(PAIR_STEPS)},
+            "folders": [folder_label(f) for f in folders],
+            "excluded": list(exclude),
+            "frame": list(FRAME),
+            "smoothing": context_model.SMOOTHING,
+            "encode_precision": codec.encode_precision,
+        }
+    net_tensors = None
+    if net:
+        from compressor import context_net_fit
+
+        extra = []
+        for k in range(0, len(files), 64):  # 64 files' crops at a time: memory stays flat in the folder's size
+            extra += _encode_all(codec, crop_frames(files[k : k + 64], crops, seed=k), False, "random crops")
+            if verbose:
+                print(f"encoded {len(extra)} / {len(files) * crops} random crops", flush=True)
+        trained = context_net_fit.train(np.stack(symbols + extra), steps=net_steps, log=print if verbose else None)
+        net_tensors = context_net_fit.quantise(trained)
+        entry["net"] = {"hidden": context_net_fit.HIDDEN, "width": context_net_fit.WIDTH,
+                        "frames": len(symbols) + len(extra), "crops_per_file": crops, "steps": net_steps,
+                        "batch": context_net_fit.BATCH, "folders": [folder_label(f) for f in folders],
+                        "excluded": list(exclude)}
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    model_id, legacy = save_with_context(checkpoint, out, tables, {"context": entry}, context_net=net_tensors)
     entry["model_id"], entry["legacy_model_id"] = f"{model_id:04x}", f"{legacy:04x}"
     return entry

@@ -62,6 +62,36 @@ def make_context_release(path: Path, seed: int = 0, name: str = "tiny-ctx") -> P
     return path
 
 
+def fitted_net(channels: int = 14, steps: int = 40) -> dict:
+    """A small context net's integer tensors, trained briefly on structured symbols (`context_net_fit`)."""
+    from compressor import context_net_fit
+
+    arrays = np.stack([structured_symbols(i, (channels, 8, 16)) for i in range(40)])
+    return context_net_fit.quantise(context_net_fit.train(arrays, steps=steps, batch=512))
+
+
+def make_net_release(path: Path, seed: int = 0, name: str = "tiny-net") -> Path:
+    """The tiny model with context tables, and then a context net added (`compressor fit-context --net
+    --keep-tables`): its table id is `make_context_release`'s model id."""
+    from compressor.checkpoint import save_with_context
+
+    tables = make_context_release(path.with_name(path.stem + "-tables.safetensors"), seed=seed, name=name)
+    save_with_context(tables, path, fitted_tables(), {"context": {"folders": ["tests"]}}, context_net=fitted_net())
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_net_path(tmp_path_factory) -> Path:
+    return make_net_release(tmp_path_factory.mktemp("ckpt") / "tiny-net.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_net(tiny_net_path):
+    import compressor
+
+    return compressor.load(tiny_net_path)
+
+
 @pytest.fixture(scope="session")
 def tiny_ctx_path(tmp_path_factory) -> Path:
     return make_context_release(tmp_path_factory.mktemp("ckpt") / "tiny-ctx.safetensors")

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compressor import clip  # noqa: E402
+from compressor import clip, context_net  # noqa: E402
 from compressor.clip_coding import decode_frame, encode_frame  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
 from tests.fuzz_decode import mutate, tally  # noqa: E402
@@ -42,20 +42,23 @@ def build(records, interval: int = 4) -> bytes:
     return f.getvalue()
 
 
-def seed_records(cdf, tables, frames: int = 12) -> list[tuple[int, bytes]]:
-    """Records of a short clip of slowly changing symbols: raw, per-channel, context and temporal kinds."""
+def seed_records(cdf, tables, frames: int = 12, net=None) -> list[tuple[int, bytes]]:
+    """Records of a short clip of slowly changing symbols: raw, per-channel, context and temporal kinds,
+    and with a context net, a net record of every frame too."""
     rng = np.random.default_rng(0)
     s = (rng.random(SHAPE) < 0.3).astype(np.uint8)
     records, prev = [], None
     for i in range(frames):
         s = s ^ (rng.random(SHAPE) < 0.05).astype(np.uint8)
         records.append(encode_frame(s, cdf, tables, None if i % 4 == 0 else prev))
+        if net is not None:
+            records.append((clip.NET, context_net.encode(s, net)))  # s again: the next temporal record still follows s
         prev = s
     records.append((clip.RAW, np.packbits(s.reshape(-1)).tobytes()))
     return records
 
 
-def one_input(data: bytes, cdf, tables) -> str:
+def one_input(data: bytes, cdf, tables, net=None) -> str:
     try:
         reader = clip.ClipReader(io.BytesIO(data))
     except CompressorError:
@@ -63,7 +66,7 @@ def one_input(data: bytes, cdf, tables) -> str:
     prev = None
     for i in range(min(len(reader), MAX_FRAMES_READ)):
         try:
-            prev = decode_frame(*reader.record(i), cdf, SHAPE, tables, prev)
+            prev = decode_frame(*reader.record(i), cdf, SHAPE, tables, prev, net)
         except CompressorError:
             prev = None
             continue
@@ -83,15 +86,15 @@ def mutate_records(records, rng) -> list[tuple[int, bytes]]:
     return out
 
 
-def run(cdf, tables, iterations: int, seed: int, hang_s: float = 1.0) -> dict:
+def run(cdf, tables, iterations: int, seed: int, hang_s: float = 1.0, net=None) -> dict:
     rng = np.random.default_rng(seed)
-    records = seed_records(cdf, tables)
+    records = seed_records(cdf, tables, net=net)
     original = build(records)
     counts = {"opened": 0, "rejected": 0, "crashes": 0, "hangs": 0}
     examples, slowest = [], 0.0
     for _ in range(iterations):
         data = mutate(original, rng) if rng.random() < 0.5 else build(mutate_records(records, rng))
-        slowest = max(slowest, tally(counts, examples, lambda d: one_input(d, cdf, tables), data, hang_s))
+        slowest = max(slowest, tally(counts, examples, lambda d: one_input(d, cdf, tables, net), data, hang_s))
     return {**counts, "iterations": iterations, "slowest_s": round(slowest, 4), "crash_examples": examples}
 
 
@@ -101,16 +104,17 @@ def main() -> None:
     p.add_argument("--memory-mb", type=int, default=4096, help="hard address-space limit")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from tests.conftest import fitted_tables
+    from tests.conftest import fitted_net, fitted_tables
 
     from compressor.context_model import Tables
+    from compressor.context_net import ContextNet
 
     cdf = np.array([[0, 30000, 65536]] * 14, np.int32)
     tables = Tables(fitted_tables())  # converted once, as a Codec holds them
     limit = args.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     t = time.time()
-    result = run(cdf, tables, args.iterations, args.seed)
+    result = run(cdf, tables, args.iterations, args.seed, net=ContextNet(fitted_net()))
     result.update(memory_limit_mb=args.memory_mb, wall_s=round(time.time() - t, 1))
     print(json.dumps(result, indent=1))
     sys.exit(1 if result["crashes"] or result["hangs"] else 0)

@@ -105,7 +105,10 @@ def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1
 
 def seed_files(codec) -> list[bytes]:
     """Valid files to mutate: random images of several sizes and, where the checkpoint has context
-    tables, version-2 files of structured latents (random images rarely win with the context table)."""
+    tables (and a context net), version-2 (and version-3) files of structured latents, each coded both
+    ways whichever is shorter (random images rarely win with the context coders)."""
+    from compressor import bitstream, context_model, context_net
+
     rng = np.random.default_rng(0)
     sizes = [(128, 256), (16, 16), (1, 1), (37, 300), (5000, 2)]
     files = [codec.encode(rng.integers(0, 256, (*s, 3), dtype=np.uint8)) for s in sizes]
@@ -114,9 +117,15 @@ def seed_files(codec) -> list[bytes]:
 
         for seed, size in enumerate([(128, 256), (64, 64), (512, 768)]):
             grid = codec.model.latent_grid(*size)
-            files.append(codec._pack(structured_symbols(seed, (codec.model.latent_channels, *grid)), size,
-                                     codec._tiling_for(*size)))
-        assert any(f[1] >> 4 == 2 for f in files), "no version-2 seed file"
+            symbols = structured_symbols(seed, (codec.model.latent_channels, *grid))
+            tiling = codec._tiling_for(*size)
+            coders = [("context", lambda s: context_model.encode(s, codec._tables))]
+            if codec._net is not None:
+                coders.append(("net", lambda s: context_net.encode(s, codec._net)))
+            for kind, encode in coders:
+                header = bitstream.Header(codec.model_id, *size, raw=False, tiled=tiling is not None,
+                                          overlap=tiling is not None and tiling.overlap, **{kind: True})
+                files.append(bitstream.pack(header, encode(symbols)))
     return files
 
 
@@ -124,7 +133,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=100_000)
     p.add_argument("--model", default=None, help="checkpoint to fuzz with (default: a tiny untrained model with "
-                                                 "context tables, so version-1 and version-2 files)")
+                                                 "context tables and a context net: versions 1, 2 and 3)")
     p.add_argument("--memory-mb", type=int, default=4096, help="hard address-space limit")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -139,9 +148,9 @@ def main() -> None:
     else:
         import tempfile
 
-        from tests.conftest import make_context_release
+        from tests.conftest import make_net_release
 
-        codec = compressor.load(make_context_release(Path(tempfile.mkdtemp()) / "fuzz.safetensors"))
+        codec = compressor.load(make_net_release(Path(tempfile.mkdtemp()) / "fuzz.safetensors"))
     seeds = seed_files(codec)
     limit = args.memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

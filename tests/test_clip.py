@@ -326,3 +326,34 @@ def test_clip_of_the_checkpoint_before_its_tables_still_decodes(tmp_path, tiny_c
     assert decompress_main([str(archive), str(b), "--model", str(tiny_ctx_path), "-q"]) == 0
     assert _frames_dir(a).keys() == _frames_dir(b).keys()
     assert all(np.array_equal(x, y) for x, y in zip(_frames_dir(a).values(), _frames_dir(b).values()))
+
+
+def test_fuzzing_archives_with_net_records_finds_no_crash_or_hang():
+    from compressor.context_model import Tables
+    from compressor.context_net import ContextNet
+    from tests.conftest import fitted_net, fitted_tables
+    from tests.fuzz_clip import run, seed_records
+
+    cdf, tables, net = np.array([[0, 30000, 65536]] * 14, np.int32), Tables(fitted_tables()), ContextNet(fitted_net())
+    assert clip.NET in {kind for kind, _ in seed_records(cdf, tables, net=net)}
+    result = run(cdf, tables, iterations=150, seed=2, hang_s=30.0, net=net)
+    assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
+    assert result["rejected"] > 0 and result["opened"] > 0
+
+
+def test_clip_of_the_checkpoint_before_its_net_still_decodes(tmp_path, tiny_net, tiny_net_path):
+    """A context net changes a checkpoint's id, not its tables: a clip written under the table id decodes,
+    and a clip of the net's checkpoint decodes the same frames."""
+    tables_only = tiny_net_path.with_name(tiny_net_path.stem + "-tables.safetensors")  # conftest.make_net_release
+    video = make_clip(tmp_path / "v.mp4", frames=4)
+    old, new = tmp_path / "old.bin", tmp_path / "new.bin"
+    assert compress_main([str(video), str(old), "--model", str(tables_only), "-q"]) == 0
+    assert compress_main([str(video), str(new), "--model", str(tiny_net_path), "-q"]) == 0
+    assert clip.ClipReader(open(old, "rb")).header.model_id == tiny_net.card.table_model_id
+    outs = {}
+    for name, archive, model in (("a", old, tables_only), ("b", old, tiny_net_path), ("c", new, tiny_net_path)):
+        assert decompress_main([str(archive), str(tmp_path / name), "--model", str(model), "-q"]) == 0
+        outs[name] = _frames_dir(tmp_path / name)
+    assert outs["a"].keys() == outs["b"].keys() == outs["c"].keys()
+    for x in ("b", "c"):
+        assert all(np.array_equal(p, q) for p, q in zip(outs["a"].values(), outs[x].values()))

@@ -54,3 +54,11 @@ def test_seeded_mutation_run_with_context_tables_has_no_crash_or_hang(tiny_ctx):
     result = run(tiny_ctx, seeds, iterations=1500, seed=2, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["decoded"] > 0
+
+
+def test_seeded_mutation_run_with_a_context_net_has_no_crash_or_hang(tiny_net):
+    seeds = seed_files(tiny_net)
+    assert {f[1] >> 4 for f in seeds} == {1, 2, 3}
+    result = run(tiny_net, seeds, iterations=1000, seed=3, hang_s=30.0)
+    assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
+    assert result["rejected"] > 0 and result["decoded"] > 0

@@ -226,6 +226,11 @@ def _add_checkpoint_parsers(sub) -> None:
     s.add_argument("--frames", type=_positive, default=None, help="fit on at most N frames (default: all)")
     s.add_argument("--exclude", action="append", metavar="GLOB",
                    help="leave out files whose names match (repeatable), e.g. held-out sequences")
+    s.add_argument("--net", action="store_true", help="also fit a context net (file format version 3; CPU minutes)")
+    s.add_argument("--keep-tables", action="store_true",
+                   help="keep the checkpoint's own tables (files coded with them still decode); with --net")
+    s.add_argument("--crops", type=_steps, default=3, help="random crops of each file added to the net's frames (default 3)")
+    s.add_argument("--net-steps", type=_positive, default=5000, help="the net's training steps (default 5000)")
     s.set_defaults(fn=_fit_context)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_not_input
-from compressor.cli.sequences import _codec_for_id, _frames_of, _Output, _progress, _same_size_batches, _tables_for
+from compressor.cli.sequences import _codec_for_id, _coding_for, _frames_of, _Output, _progress, _same_size_batches
 
 
 # --- clip archives ---------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def compress_clip(args) -> None:
                     writer = ClipWriter(f, header)
                 for symbols in codec.symbols_batch(batch):  # (C, h, w) each
                     keyframe = len(writer.lengths) % args.keyframe_interval == 0
-                    kind, payload = encode_frame(symbols, codec._cdf, codec._tables, None if keyframe else prev)
+                    kind, payload = encode_frame(symbols, codec._cdf, codec._tables, None if keyframe else prev, codec._net)
                     writer.add(kind, payload)
                     kinds[kind] = kinds.get(kind, 0) + 1
                     prev = symbols
@@ -96,7 +96,7 @@ def decompress_clip(args) -> int:
         from compressor.images import check_pixels
 
         check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {src}: ")  # before any allocation for it
-        tables = _tables_for(codec, h.model_id)
+        tables, net = _coding_for(codec, h.model_id)
         start, stop = parse_range(args.frames, len(reader))
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
         out = _Output(Path(args.output), h.fps, [src])
@@ -116,7 +116,7 @@ def decompress_clip(args) -> int:
                 for i in range(reader.keyframe_at_or_before(start), stop):
                     try:
                         kind, payload = reader.record(i)
-                        symbols = decode_frame(kind, payload, codec._cdf, shape, tables, prev)
+                        symbols = decode_frame(kind, payload, codec._cdf, shape, tables, prev, net)
                     except BitstreamError as e:
                         symbols = None
                         if i >= start:

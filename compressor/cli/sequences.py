@@ -57,7 +57,8 @@ def _same_size_batches(frames, batch: int):
 def _codec_for_id(model_id: int, model, what: str):
     """The codec for a file made by `model_id`: `model` if given (refused when it is other weights), else
     the shipped model with that id. A checkpoint's legacy id (before context tables were added to it:
-    the same network) is accepted; `_tables_for` then gives no tables."""
+    the same network) and its table id (before its context net was added) are accepted; `_coding_for`
+    then gives no tables, or the tables without the net."""
     import compressor
     from compressor.zoo import find_shipped
     from compressor.errors import ModelMismatchError
@@ -69,14 +70,17 @@ def _codec_for_id(model_id: int, model, what: str):
                                      "pass --model with the checkpoint it was made with")
         model = path
     codec = compressor.load(model)
-    if model_id not in (codec.model_id, codec.card.legacy_model_id):
+    if model_id not in (codec.model_id, codec.card.legacy_model_id, codec.card.table_model_id):
         raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
     return codec
 
 
-def _tables_for(codec, model_id: int):
-    """The context tables a file of `model_id` was coded with: the codec's, or none under its legacy id."""
-    return codec._tables if model_id == codec.model_id else None
+def _coding_for(codec, model_id: int):
+    """(context tables, context net) a file of `model_id` was coded with: the codec's both, its tables
+    alone under its table id, none under its legacy id."""
+    if model_id == codec.model_id:
+        return codec._tables, codec._net
+    return (codec._tables if model_id == codec.card.table_model_id else None), None
 
 
 class _Output:

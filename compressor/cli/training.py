@@ -99,7 +99,11 @@ def _fit_context(args) -> None:
     for folder in args.images:
         if not Path(folder).is_dir():
             raise UserError(f"image folder not found: {folder}")
-    entry = fit_context(src, args.images, out, frames=args.frames, exclude=args.exclude or [])
+    if args.keep_tables and not args.net:
+        raise UserError("--keep-tables keeps the tables while --net fits a net: give --net too")
+    entry = fit_context(src, args.images, out, frames=args.frames, exclude=args.exclude or [], net=args.net,
+                        keep_tables=args.keep_tables, crops=args.crops, net_steps=args.net_steps)
+    net = f", context net on {entry['net']['frames']} frames" if "net" in entry else ""
     print(f"wrote {out} (model id {entry['model_id']}, version-1 files of {entry['legacy_model_id']} still decode): "
-          f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs, "
-          f"{entry['seconds']:.0f} s")
+          f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs"
+          f"{' (kept)' if args.keep_tables else ''}{net}, {entry['seconds']:.0f} s")

@@ -1,0 +1,225 @@
+"""Context-net coding: each symbol's probability from a small integer network over the tokens decoded before it.
+
+    order: token diagonals d = i + j (0 .. h + w - 2); in a diagonal, the channels group by group
+           (`groups`: channel c's group, non-decreasing), all the diagonal's tokens at once
+    x      (8C,) the C symbols of each earlier neighbour as -1 / +1, 0 outside the grid:
+           (0,-1) (-1,0) (-1,-1) (0,-2) (-2,0) (-2,+1) (-1,-2) (-2,-1)
+    trunk  h = act(W2 act(W1 x + b1) + b2)                                           (H,)
+    chain  z_c = act(MIX_c h + PREV_c s + m_c)   s: the token's own channels of earlier groups   (K,)
+    logit  l_c = OUT z_c + HEAD_c h + o_c ;   P(s_c = 1) = SIGMOID[l_c]   in units of 1/65536, in [1, 65535]
+
+Bit-exact on every machine: every weight, bias and activation is an integer (weights at most 2047,
+activations at most 2^13, at power-of-two scales), so every dot product is a sum of integers below
+2^50 that float64 BLAS computes exactly in any order, blocking or thread count; rescaling is a
+multiplication by a power of two and a floor, and the two nonlinearities are integer tables stored in
+the checkpoint (`act`, `sigmoid`), never computed at decode time. Encoding knows every context and
+computes all probabilities in one pass; decoding runs (h + w - 1) x groups steps, each batched over
+the diagonal's tokens and over frames (`decode_many`). Coded by constriction's ANS with
+P(1) = k / 65536, as `context_model` codes its tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from compressor.context_model import PROB_ONE
+from compressor.errors import BitstreamError
+
+NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 0), (-2, 1), (-1, -2), (-2, -1))  # (di, dj), all decoded before
+PAD = 2
+ACT_IN = 6  # the activation table's input step: 2^-6
+ACT_OUT = 8  # activations are integers at scale 2^-8
+ACT_RANGE = 2048  # the table covers inputs [-32, 32)
+LOGIT_IN = 5  # the sigmoid table's input step: 2^-5
+LOGIT_RANGE = 512  # inputs [-16, 16)
+WEIGHT_MAX = 2047
+EXACT_LIMIT = 2.0**50  # every accumulator stays below this: float64 sums of integers are exact up to 2^53
+KEYS = ("w1", "b1", "w2", "b2", "mix", "prev", "mix_bias", "out", "head", "out_bias", "exponents", "act", "sigmoid",
+        "groups")
+
+
+@dataclass(frozen=True)
+class _Order:
+    """Where each (diagonal, group) step's cells lie, for one latent shape and one channel grouping."""
+
+    tokens: tuple  # per diagonal: (ii, jj) int arrays of its tokens
+    flat: np.ndarray  # (n,) raster index (c, i, j) of every cell in coding order
+
+
+@lru_cache(maxsize=32)
+def _order(shape: tuple[int, int, int], groups: tuple[tuple[int, ...], ...]) -> _Order:
+    channels, h, w = shape
+    tokens, flat = [], []
+    for d in range(h + w - 1):
+        ii = np.arange(max(0, d - w + 1), min(h, d + 1))
+        jj = d - ii
+        tokens.append((ii, jj))
+        for group in groups:  # a group's cells: channel by channel, each over the diagonal's tokens
+            flat.append(((np.array(group)[:, None] * h + ii) * w + jj).ravel())
+    return _Order(tuple(tokens), np.concatenate(flat))
+
+
+class ContextNet:
+    """The integer network of a checkpoint: tensors `context.net.*` (see KEYS), as int arrays."""
+
+    def __init__(self, tensors: dict):
+        missing = [k for k in KEYS if k not in tensors]
+        if missing:
+            raise BitstreamError(f"context net is missing {missing}")
+        t = {k: np.asarray(tensors[k]) for k in KEYS}
+        self.hidden, fin = t["w1"].shape
+        self.channels = t["head"].shape[0]
+        self.width = t["mix"].shape[0] // self.channels
+        shapes = {"w1": (self.hidden, fin), "b1": (self.hidden,), "w2": (self.hidden, self.hidden),
+                  "b2": (self.hidden,), "mix": (self.channels * self.width, self.hidden),
+                  "prev": (self.channels, self.width, self.channels), "mix_bias": (self.channels * self.width,),
+                  "out": (self.width,), "head": (self.channels, self.hidden), "out_bias": (self.channels,),
+                  "exponents": (4,), "act": (2 * ACT_RANGE,), "sigmoid": (2 * LOGIT_RANGE,),
+                  "groups": (self.channels,)}
+        bad = {k: t[k].shape for k, s in shapes.items() if t[k].shape != s}
+        if fin != len(NEIGHBOURS) * self.channels or bad:
+            raise BitstreamError(f"context net tensors do not fit together: {bad or t['w1'].shape}")
+        if t["sigmoid"].min() < 1 or t["sigmoid"].max() >= PROB_ONE:
+            raise BitstreamError("context net sigmoid table leaves [1, 65535]")
+        g = t["groups"].astype(np.int64)
+        if g[0] != 0 or np.any(np.diff(g) < 0) or np.any(np.diff(g) > 1):
+            raise BitstreamError("context net channel groups must run 0, 1, ... in channel order")
+        # channels grouped: each group is one decoding step; channel c reads its own token's channels of earlier groups
+        self.groups = tuple(tuple(int(c) for c in np.flatnonzero(g == k)) for k in range(int(g[-1]) + 1))
+        self.e1, self.e2, self.em, self.eo = (int(e) for e in t["exponents"])
+        f = {k: t[k].astype(np.float64) for k in KEYS if k != "exponents"}
+        self.w1t, self.b1, self.w2t, self.b2 = f["w1"].T.copy(), f["b1"], f["w2"].T.copy(), f["b2"]
+        self.mixt, self.mix_bias = f["mix"].T.copy(), f["mix_bias"]
+        # prev[c, k, c'] zeroed unless c' is in an earlier group than c: what channel c may read of its token.
+        # Stored as (C', C*K): own symbols (N, C') @ it -> (N, C*K), one BLAS product.
+        earlier = (g[None, :] < g[:, None]).astype(np.float64)  # (C, C')
+        self.prev = (f["prev"] * earlier[:, None, :]).transpose(2, 0, 1).reshape(self.channels, -1).copy()
+        self.out, self.headt, self.out_bias = f["out"], f["head"].T.copy(), f["out_bias"]
+        self.act, self.sigmoid = f["act"], f["sigmoid"]
+
+    # --- integer arithmetic (values held in float64, all integers) ----------------------------------
+    def _activate(self, acc: np.ndarray, scale_exp: int) -> np.ndarray:
+        """acc at real scale 2^-scale_exp -> act table's output (scale 2^-ACT_OUT)."""
+        idx = np.floor(acc * 2.0 ** (ACT_IN - scale_exp) + (0.5 + ACT_RANGE))
+        return self.act[np.clip(idx, 0, 2 * ACT_RANGE - 1).astype(np.intp)]
+
+    def trunk(self, x: np.ndarray) -> np.ndarray:
+        """(N, 8C) neighbour symbols in {-1, 0, 1} -> (N, H) hidden state, and (N, C*K) the chain's input."""
+        h1 = self._activate(x @ self.w1t + self.b1, self.e1)
+        h = self._activate(h1 @ self.w2t + self.b2, self.e2 + ACT_OUT)
+        return h, h @ self.mixt + self.mix_bias, h @ self.headt
+
+    def group_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray, group) -> np.ndarray:
+        """P(1) (N, len(group)) of the channels in `group`, float64 multiples of 1/65536, from the trunk's
+        outputs and the token's own symbols `own` (N, C) in {-1, 0, 1} (only earlier groups are read)."""
+        n, k = len(own), self.width
+        pre = (mixed + own @ self.prev).reshape(n, self.channels, k)[:, list(group)]  # (N, g, K)
+        z = self._activate(pre, self.em + ACT_OUT)
+        return self._sigmoid(z @ self.out + head[:, list(group)] + self.out_bias[list(group)])
+
+    def _sigmoid(self, logit: np.ndarray) -> np.ndarray:
+        """logit at scale 2^-(eo + ACT_OUT) -> P(1) as float64 multiples of 1/65536."""
+        idx = np.floor(logit * 2.0 ** (LOGIT_IN - self.eo - ACT_OUT) + (0.5 + LOGIT_RANGE))
+        return self.sigmoid[np.clip(idx, 0, 2 * LOGIT_RANGE - 1).astype(np.intp)] / PROB_ONE
+
+
+def _features(grid: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
+    """grid (B, C, h+4, w+4) in {-1, 0, 1}, padded by 2 -> (B * n, 8C) neighbour symbols of tokens (ii, jj)."""
+    parts = [grid[:, :, ii + PAD + di, jj + PAD + dj] for di, dj in NEIGHBOURS]  # each (B, C, n)
+    x = np.concatenate(parts, axis=1)  # (B, 8C, n)
+    return x.transpose(0, 2, 1).reshape(-1, x.shape[1])
+
+
+def _signed(symbols: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) uint8 -> (B, C, h+4, w+4) float64 -1 / +1, 0 in the padding."""
+    grid = np.zeros((*symbols.shape[:2], symbols.shape[2] + 2 * PAD, symbols.shape[3] + 2 * PAD))
+    grid[:, :, PAD:-PAD, PAD:-PAD] = symbols.astype(np.float64) * 2 - 1
+    return grid
+
+
+def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) uint8 symbols -> (B, n) P(1) of every cell in coding order: the encoder knows every
+    context, so all tokens and channels go through the net at once (the same integers decoding computes)."""
+    b, channels, h, w = symbols.shape
+    grid = _signed(symbols)
+    ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # raster tokens
+    _, mixed, head = net.trunk(_features(grid, ii, jj))  # (B*h*w, C*K), (B*h*w, C)
+    own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels)  # (B*h*w, C)
+    p = net.group_probabilities(mixed, head, own, range(channels))  # (B*h*w, C): own masks itself by group
+    raster = p.reshape(b, h * w, channels).transpose(0, 2, 1).reshape(b, -1)  # (B, C*h*w) in (c, i, j) order
+    return raster[:, _order((channels, h, w), net.groups).flat]
+
+
+def _check_shape(net: ContextNet, shape) -> tuple[int, int, int]:
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"shape must be (C, h, w) with positive sides, not {shape}")
+    if shape[0] != net.channels:
+        raise BitstreamError(f"context net has {net.channels} channels, the latent {shape[0]}")
+    return shape
+
+
+def code_bits(net: ContextNet, symbols: np.ndarray) -> float:
+    """Ideal code length in bits of uint8 symbols (C, h, w) under the net."""
+    _check_shape(net, symbols.shape)
+    p = probabilities(net, symbols[None])[0]
+    s = symbols.reshape(-1)[_order(symbols.shape, net.groups).flat]
+    return float(-np.log2(np.where(s == 1, p, 1 - p)).sum())
+
+
+def encode(symbols: np.ndarray, net: ContextNet) -> bytes:
+    """uint8 {0, 1} symbols (C, h, w) -> ANS bytes under the context net."""
+    import constriction
+
+    from compressor.context_model import _check_symbols, _model
+
+    symbols = _check_symbols(symbols, "symbols")
+    _check_shape(net, symbols.shape)
+    p = probabilities(net, symbols[None])[0]
+    s = symbols.reshape(-1)[_order(symbols.shape, net.groups).flat]
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(s.astype(np.int32), _model(), p)  # ANS is a stack: reversed, so decoded in order
+    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def decode(payload: bytes, net: ContextNet, shape: tuple[int, int, int]) -> np.ndarray:
+    return decode_many([payload], net, shape)[0]
+
+
+def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, int]) -> list[np.ndarray]:
+    """Many frames' payloads of one latent shape -> their uint8 symbols (C, h, w), decoded together step by
+    step; BitstreamError if any payload does not decode exactly."""
+    import constriction
+
+    from compressor.context_model import _model
+
+    channels, h, w = _check_shape(net, shape)
+    if not payloads:
+        return []
+    b = len(payloads)
+    grid = np.zeros((b, channels, h + 2 * PAD, w + 2 * PAD))  # -1 / +1 once decoded, 0 before and outside
+    model = _model()
+    bits = np.empty((b, channels * min(h, w)), np.int32)  # one step's symbols of each frame
+    try:
+        coders = [constriction.stream.stack.AnsCoder(
+            np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
+        for ii, jj in _order((channels, h, w), net.groups).tokens:
+            n = len(ii)
+            _, mixed, head = net.trunk(_features(grid, ii, jj))
+            own = np.zeros((b * n, channels))  # the tokens' own channels, filled group by group
+            for group in net.groups:
+                p = net.group_probabilities(mixed, head, own, group)  # (B*n, g)
+                p = p.reshape(b, n, len(group)).transpose(0, 2, 1).reshape(b, -1)  # each frame: channel by channel
+                for k, coder in enumerate(coders):
+                    bits[k, : p.shape[1]] = coder.decode(model, p[k])
+                signed = bits[:, : p.shape[1]].reshape(b, len(group), n) * 2.0 - 1  # (B, g, n)
+                own[:, list(group)] = signed.transpose(0, 2, 1).reshape(b * n, len(group))
+                grid[:, np.array(group)[:, None], ii + PAD, jj + PAD] = signed  # (B, g, n)
+        exact = all(coder.is_empty() for coder in coders)
+    except Exception as e:  # constriction reports invalid data as ValueError/AssertionError/etc.
+        raise BitstreamError(f"damaged payload: the context-net decoder failed ({e})") from None
+    if not exact:
+        raise BitstreamError("damaged payload: data left over after the last symbol")
+    return list((grid[:, :, PAD:-PAD, PAD:-PAD] > 0).astype(np.uint8))

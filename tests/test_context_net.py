@@ -1,0 +1,196 @@
+"""The context net: integer inference, bit-exact round trips, format version 3, old files, hostile payloads."""
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compressor import bitstream, context_net, context_net_fit
+from compressor.errors import BitstreamError, ModelMismatchError
+from tests.conftest import REPO, fitted_net, structured_symbols
+
+NET = context_net.ContextNet(fitted_net())
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@st.composite
+def latents(draw):
+    h, w = draw(st.integers(1, 10)), draw(st.integers(1, 20))
+    seed = draw(st.integers(0, 2**31))
+    if draw(st.booleans()):
+        return structured_symbols(seed, (14, h, w), flip=draw(st.floats(0, 0.5)))
+    return (np.random.default_rng(seed).random((14, h, w)) < draw(st.floats(0, 1))).astype(np.uint8)
+
+
+@PROPERTY
+@given(symbols=latents())
+def test_round_trip_is_exact_on_any_grid(symbols):
+    payload = context_net.encode(symbols, NET)
+    assert np.array_equal(context_net.decode(payload, NET, symbols.shape), symbols)
+
+
+def test_decoding_together_is_decoding_one_by_one():
+    frames = [structured_symbols(i, flip=0.1) for i in range(33)]
+    payloads = [context_net.encode(f, NET) for f in frames]
+    together = context_net.decode_many(payloads, NET, (14, 8, 16))
+    assert all(np.array_equal(a, b) for a, b in zip(together, frames))
+    assert context_net.decode_many([], NET, (14, 8, 16)) == []
+
+
+def test_integer_net_codes_as_the_float_net_predicts():
+    """Quantisation costs almost nothing: ideal bits of the integer net within 1% of the float twin's."""
+    arrays = np.stack([structured_symbols(i, flip=0.03) for i in range(60)])
+    fnet = context_net_fit.train(arrays[:40], steps=60, batch=512)
+    inet = context_net.ContextNet(context_net_fit.quantise(fnet))
+    x, own = context_net_fit.token_data(arrays[40:])
+    with torch.no_grad():
+        float_bits = torch.nn.functional.binary_cross_entropy_with_logits(
+            fnet(x, own), (own > 0).float(), reduction="sum").item() / np.log(2)
+    int_bits = sum(context_net.code_bits(inet, a) for a in arrays[40:])
+    assert int_bits == pytest.approx(float_bits, rel=0.01)
+    assert int_bits < 0.7 * arrays[40:].size  # structured symbols: well under a bit each
+
+
+def test_accumulators_stay_exact_and_bad_nets_are_refused():
+    tensors = fitted_net()
+    context_net_fit._check_exact(tensors)  # bounds below 2^50
+    big = dict(tensors, w2=np.full_like(tensors["w2"], 2047), act=np.full(tensors["act"].shape, 2**40, np.int64))
+    with pytest.raises(ValueError, match="exact"):
+        context_net_fit._check_exact(big)
+    with pytest.raises(BitstreamError, match="missing"):
+        context_net.ContextNet({k: v for k, v in tensors.items() if k != "w1"})
+    with pytest.raises(BitstreamError, match="do not fit"):
+        context_net.ContextNet(dict(tensors, head=tensors["head"][:5]))
+    with pytest.raises(BitstreamError, match="sigmoid"):
+        context_net.ContextNet(dict(tensors, sigmoid=np.zeros_like(tensors["sigmoid"])))
+
+
+def test_hostile_payloads_decode_or_fail_cleanly():
+    rng = np.random.default_rng(0)
+    good = context_net.encode(structured_symbols(1), NET)
+    for payload in [b"", b"\x00", good[:-3], good + b"\x01\x02\x03\x04", bytes(rng.integers(0, 256, 300, dtype=np.uint8))]:
+        try:
+            out = context_net.decode(payload, NET, (14, 8, 16))
+        except BitstreamError:
+            continue
+        assert out.shape == (14, 8, 16) and out.dtype == np.uint8
+
+
+_SCRIPT = """
+import hashlib, sys, numpy as np
+from compressor import context_net
+from tests.conftest import structured_symbols
+net = context_net.ContextNet(dict(np.load(sys.argv[1])))
+frames = [structured_symbols(i, (14, 16, 24), flip=0.2) for i in range(32)]
+p = context_net.probabilities(net, np.stack(frames))
+one = np.concatenate([context_net.probabilities(net, f[None]) for f in frames])
+assert np.array_equal(p, one)
+sys.stdout.write(hashlib.sha256(p.tobytes()).hexdigest())
+"""
+
+
+def test_probabilities_are_bit_identical_across_threads_and_batch_sizes(tmp_path):
+    import os
+
+    np.savez(tmp_path / "net.npz", **fitted_net())  # one net: training it again on other threads may differ
+    runs = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        runs.add(subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "net.npz")], cwd=REPO, env=env,
+                                capture_output=True, text=True, check=True).stdout)
+    assert len(runs) == 1 and len(next(iter(runs))) == 64
+
+
+# --- the codec: version 3 ---------------------------------------------------------------------------
+def test_codec_writes_version_3_where_the_net_is_shortest(tiny_net, tiny_ctx):
+    frames = [np.kron(np.random.default_rng(i).integers(0, 256, (8, 16, 3), dtype=np.uint8),
+                      np.ones((16, 16, 1), np.uint8)) for i in range(6)]
+    datas = tiny_net.encode_batch(frames)
+    versions = {d[1] >> 4 for d in datas}
+    assert versions <= {1, 2, 3} and all(len(d) <= 232 for d in datas)
+    for d, f in zip(datas, frames):
+        header, payload = bitstream.unpack(d)
+        symbols, _ = tiny_net.decode_symbols(d)
+        assert np.array_equal(symbols, tiny_net.encode_symbols(f))
+        if header.net:  # never longer than the table's coding of the same symbols
+            assert len(payload) <= len(tiny_ctx._pack(symbols, (128, 256))) - 8
+    assert [np.asarray(x).shape for x in tiny_net.decode_batch(datas)] == [(128, 256, 3)] * 6
+
+
+def test_files_of_the_tables_alone_still_decode_and_new_ones_need_the_net(tiny_net, tiny_ctx, frame):
+    """`fit-context --net --keep-tables`: the checkpoint's table id is the id it had before the net, so
+    version-1 and version-2 files written then still decode; a version-3 file under that id is refused."""
+    assert tiny_net.card.table_model_id == tiny_ctx.model_id != tiny_net.model_id
+    old = tiny_ctx.encode(frame)
+    assert np.array_equal(tiny_net.decode_symbols(old)[0], tiny_ctx.decode_symbols(old)[0])
+    header, payload = bitstream.unpack(tiny_net._pack(tiny_net.encode_symbols(frame), (128, 256)))
+    forged = bitstream.pack(bitstream.Header(tiny_ctx.model_id, 128, 256, raw=False, net=True), payload)
+    with pytest.raises(ModelMismatchError):
+        tiny_net.decode(forged)
+    with pytest.raises(BitstreamError, match="no context net"):
+        tiny_ctx.decode(bitstream.pack(bitstream.Header(tiny_ctx.model_id, 128, 256, raw=False, net=True), payload))
+
+
+def test_a_net_altered_in_the_file_is_refused(tiny_net_path, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from compressor.checkpoint import read_tensors
+    from compressor.errors import ModelError
+
+    with safe_open(str(tiny_net_path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["context.net.w1"] = tensors["context.net.w1"].clone()
+    tensors["context.net.w1"][0, 0] += 1
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ModelError, match="altered"):
+        read_tensors(tmp_path / "bad.safetensors")
+
+
+def test_version_3_header_round_trips_and_rejects_raw():
+    header = bitstream.Header(0x1234, 128, 256, raw=False, net=True)
+    data = bitstream.pack(header, b"abc")
+    assert data[1] >> 4 == 3 and bitstream.unpack(data) == (header, b"abc")
+    with pytest.raises(ValueError):
+        bitstream.Header(0x1234, 128, 256, raw=True, net=True)
+    bad = bytearray(data)
+    bad[1] |= bitstream.FLAG_RAW
+    with pytest.raises(BitstreamError, match="raw flag"):
+        bitstream.unpack(bytes(bad))
+
+
+# --- the shipped models: files written before the net ----------------------------------------------
+def _reference():
+    return json.loads((REPO / "tests" / "data" / "v2-reference.json").read_text())
+
+
+def test_version_2_files_and_clips_of_the_default_decode_bit_identically():
+    import compressor
+    from compressor.clip import ClipReader
+    from compressor.clip_coding import decode_frame
+
+    codec = compressor.load()
+    for name, ref in _reference().items():
+        data = (REPO / "tests" / "data" / name).read_bytes()
+        assert len(data) == ref["bytes"]
+        if name.endswith("clip.bin"):
+            with open(REPO / "tests" / "data" / name, "rb") as f:
+                reader, prev, frames = ClipReader(f), None, []
+                assert reader.header.model_id == int(ref["model_id"], 16)
+                tables, net = codec.card.coding_for(reader.header.model_id)
+                for i in range(len(reader)):
+                    kind, payload = reader.record(i)
+                    prev = decode_frame(kind, payload, codec._cdf, (14, 8, 16), codec._tables if tables else None,
+                                        prev, codec._net if net else None)
+                    frames.append(prev)
+            symbols = np.stack(frames)
+        else:
+            assert data[1] >> 4 == 2 and codec.card.accepts(int.from_bytes(data[2:4], "big"), 2)
+            symbols, _ = codec.decode_symbols(data)
+            assert np.asarray(compressor.decode(data)).shape == (128, 256, 3)  # found by its table id
+        assert hashlib.sha256(np.ascontiguousarray(symbols).tobytes()).hexdigest() == ref["symbols_sha256"]
