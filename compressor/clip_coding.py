@@ -62,3 +62,24 @@ def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, i
     if prev is None:
         raise ClipError("a temporal record whose previous frame is damaged or missing")
     return context_model.decode(payload, tables, shape, prev=prev)
+
+
+def decode_frames(items: list[tuple[int, bytes, tuple[int, int, int]]], cdf: np.ndarray, tables=None,
+                  net: context_net.ContextNet | None = None) -> list[np.ndarray]:
+    """Many frames' (kind, payload, shape) with no previous frame (a batch of `.bin` files) -> their
+    symbols; context and net payloads of one shape are decoded together (`decode_many`), so a batch
+    pays each numpy step once. Errors as `decode_frame`'s."""
+    out: list = [None] * len(items)
+    together: dict[tuple, list[int]] = {}
+    for i, (kind, payload, shape) in enumerate(items):
+        if kind in (CONTEXT, NET) and (tables if kind == CONTEXT else net) is not None:
+            together.setdefault((kind, tuple(shape)), []).append(i)
+        else:
+            out[i] = decode_frame(kind, payload, cdf, shape, tables, None, net)
+    for (kind, shape), idx in together.items():
+        payloads = [items[i][1] for i in idx]
+        many = (context_model.decode_many(payloads, tables, shape) if kind == CONTEXT
+                else context_net.decode_many(payloads, net, shape))
+        for i, s in zip(idx, many):
+            out[i] = s
+    return out

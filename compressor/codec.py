@@ -295,28 +295,14 @@ class Codec:
 
     def _parse_many(self, datas: list[bytes]) -> list[tuple[np.ndarray, tuple[int, int], Tiling | None]]:
         """`_parse` of many files; context-coded payloads of one latent shape are decoded together
-        (`context_model.decode_many`: one numpy step per wavefront for the whole batch)."""
+        (`clip_coding.decode_frames`: one numpy step per wavefront or net step for the whole batch)."""
+        from compressor.clip import CHANNEL, CONTEXT, NET, RAW
+        from compressor.clip_coding import decode_frames
         from compressor.tiling import Tiling
 
         checked = [self._check(d) for d in datas]
-        symbols: list = [None] * len(checked)
-        context: dict[tuple, list[int]] = {}
-        nets: dict[tuple, list[int]] = {}
-        for i, (header, payload, shape) in enumerate(checked):
-            if header.context:
-                context.setdefault(shape, []).append(i)
-            elif header.net:
-                nets.setdefault(shape, []).append(i)
-            elif header.raw:
-                symbols[i] = entropy_coder.unpack_raw(payload, shape)
-            else:
-                symbols[i] = entropy_coder.decode(payload, self._cdf, shape)
-        for shape, idx in context.items():
-            for i, s in zip(idx, context_model.decode_many([checked[i][1] for i in idx], self._tables, shape)):
-                symbols[i] = s
-        for shape, idx in nets.items():
-            for i, s in zip(idx, context_net.decode_many([checked[i][1] for i in idx], self._net, shape)):
-                symbols[i] = s
+        kinds = [RAW if h.raw else CONTEXT if h.context else NET if h.net else CHANNEL for h, _, _ in checked]
+        symbols = decode_frames([(k, p, s) for k, (_, p, s) in zip(kinds, checked)], self._cdf, self._tables, self._net)
         return [(s, (h.height, h.width), Tiling(self.tile, h.overlap) if h.tiled else None)
                 for s, (h, _, _) in zip(symbols, checked)]
 

@@ -1,4 +1,4 @@
-"""Entropy coder speed alone: encode and decode microseconds per 128x256 frame, per-channel vs context tables.
+"""Entropy coder speed alone: encode and decode microseconds per 128x256 frame, per-channel vs context tables vs context net.
 
     python examples/coder_speed.py CHECKPOINT [FOLDER] [--repeats 5]
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import compressor
-from compressor import context_model, entropy_coder
+from compressor import context_model, context_net, entropy_coder
 from compressor.context_fit import load_frames
 from compressor.training.data import find_images
 
@@ -60,6 +60,14 @@ def main() -> None:
     spatial = [context_model.encode(s, tables) for s in symbols]
     many_us = per_frame_us(lambda _: context_model.decode_many(spatial, tables, shape), [None], args.repeats) / len(spatial)
     print(f"{'context, spatial, batch':24} decode {many_us:7.0f} us/frame ({len(spatial)} frames a call: decode_many)")
+    net = codec._net
+    if net is not None:
+        enc = lambda s: context_net.encode(s, net)  # noqa: E731
+        coded = [enc(s) for s in symbols]
+        print(f"{'context net (v3)':24} encode {per_frame_us(enc, symbols, args.repeats):7.0f} us/frame, decode "
+              f"{per_frame_us(lambda b: context_net.decode(b, net, shape), coded, args.repeats):7.0f} us/frame")
+        many_us = per_frame_us(lambda _: context_net.decode_many(coded, net, shape), [None], args.repeats) / len(coded)
+        print(f"{'context net, batch':24} decode {many_us:7.0f} us/frame ({len(coded)} frames a call: decode_many)")
     payloads = [(context_model.encode(cur, tables, prev=prev), prev) for prev, cur in pairs]
     enc_us = per_frame_us(lambda pc: context_model.encode(pc[1], tables, prev=pc[0]), pairs, args.repeats)
     dec_us = per_frame_us(lambda bp: context_model.decode(bp[0], tables, shape, prev=bp[1]), payloads, args.repeats)

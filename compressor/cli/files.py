@@ -89,7 +89,8 @@ def _info(args) -> None:
         "header_bytes": len(data) - len(payload),
         "payload_bytes": len(payload),
         "version": header.version,
-        "payload": "raw bits" if header.raw else "context-coded" if header.context else "entropy-coded",
+        "payload": ("raw bits" if header.raw else "context net" if header.net else "context-coded" if header.context
+                    else "entropy-coded"),
         "tiled": header.tiled,
         "overlap": header.overlap,
         "size": f"{header.height}x{header.width}",
