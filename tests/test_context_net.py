@@ -194,3 +194,17 @@ def test_version_2_files_and_clips_of_the_default_decode_bit_identically():
             symbols, _ = codec.decode_symbols(data)
             assert np.asarray(compressor.decode(data)).shape == (128, 256, 3)  # found by its table id
         assert hashlib.sha256(np.ascontiguousarray(symbols).tobytes()).hexdigest() == ref["symbols_sha256"]
+
+
+def test_every_shipped_model_has_a_net_and_the_default_writes_smaller_files():
+    """The five shipped checkpoints got their nets by one recipe (examples/fit_net_shipped.sh), their
+    own tables kept; the default's version-3 file of kodim23 is smaller than its version-2 file."""
+    import compressor
+    from compressor.zoo import shipped_models
+
+    for name in shipped_models():
+        card = compressor.load(name).card
+        assert card.context_net is not None and card.table_model_id is not None, name
+        assert card.card["context"]["net"]["steps"] == 5000 and card.card["context"]["net"]["crops_per_file"] == 3
+    data = compressor.load().encode(REPO / "examples" / "kodim23.png")
+    assert data[1] >> 4 == 3 and len(data) < _reference()["v2-kodim23.bin"]["bytes"]
