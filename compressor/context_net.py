@@ -96,6 +96,9 @@ class ContextNet:
         # Stored as (C', C*K): own symbols (N, C') @ it -> (N, C*K), one BLAS product.
         earlier = (g[None, :] < g[:, None]).astype(np.float64)  # (C, C')
         self.prev = (f["prev"] * earlier[:, None, :]).transpose(2, 0, 1).reshape(self.channels, -1).copy()
+        k = self.width  # each group a contiguous channel range [lo, hi): its columns of `prev`, contiguous
+        self.ranges = tuple((group[0], group[-1] + 1) for group in self.groups)
+        self.prev_of = tuple(self.prev[:, lo * k : hi * k].copy() for lo, hi in self.ranges)
         self.out, self.headt, self.out_bias = f["out"], f["head"].T.copy(), f["out_bias"]
         self.act, self.sigmoid = f["act"], f["sigmoid"]
 
@@ -111,13 +114,20 @@ class ContextNet:
         h = self._activate(h1 @ self.w2t + self.b2, self.e2 + ACT_OUT)
         return h, h @ self.mixt + self.mix_bias, h @ self.headt
 
-    def group_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray, group) -> np.ndarray:
-        """P(1) (N, len(group)) of the channels in `group`, float64 multiples of 1/65536, from the trunk's
-        outputs and the token's own symbols `own` (N, C) in {-1, 0, 1} (only earlier groups are read)."""
-        n, k = len(own), self.width
-        pre = (mixed + own @ self.prev).reshape(n, self.channels, k)[:, list(group)]  # (N, g, K)
+    def group_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray, g: int) -> np.ndarray:
+        """P(1) (N, channels of group g) as float64 multiples of 1/65536, from the trunk's outputs and the
+        token's own symbols `own` (N, C) in {-1, 0, 1} (only earlier groups are read)."""
+        (lo, hi), k = self.ranges[g], self.width
+        pre = (mixed[:, lo * k : hi * k] + own @ self.prev_of[g]).reshape(len(own), hi - lo, k)  # (N, g, K)
         z = self._activate(pre, self.em + ACT_OUT)
-        return self._sigmoid(z @ self.out + head[:, list(group)] + self.out_bias[list(group)])
+        return self._sigmoid(z @ self.out + head[:, lo:hi] + self.out_bias[lo:hi])
+
+    def all_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """P(1) (N, C) of every channel given the token's whole own symbols: the encoder's one pass (the
+        masked `prev` reads only earlier groups, so this equals `group_probabilities` group by group)."""
+        pre = (mixed + own @ self.prev).reshape(len(own), self.channels, self.width)
+        z = self._activate(pre, self.em + ACT_OUT)
+        return self._sigmoid(z @ self.out + head + self.out_bias)
 
     def _sigmoid(self, logit: np.ndarray) -> np.ndarray:
         """logit at scale 2^-(eo + ACT_OUT) -> P(1) as float64 multiples of 1/65536."""
@@ -147,7 +157,7 @@ def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # raster tokens
     _, mixed, head = net.trunk(_features(grid, ii, jj))  # (B*h*w, C*K), (B*h*w, C)
     own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels)  # (B*h*w, C)
-    p = net.group_probabilities(mixed, head, own, range(channels))  # (B*h*w, C): own masks itself by group
+    p = net.all_probabilities(mixed, head, own)  # (B*h*w, C)
     raster = p.reshape(b, h * w, channels).transpose(0, 2, 1).reshape(b, -1)  # (B, C*h*w) in (c, i, j) order
     return raster[:, _order((channels, h, w), net.groups).flat]
 
@@ -209,14 +219,14 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
             n = len(ii)
             _, mixed, head = net.trunk(_features(grid, ii, jj))
             own = np.zeros((b * n, channels))  # the tokens' own channels, filled group by group
-            for group in net.groups:
-                p = net.group_probabilities(mixed, head, own, group)  # (B*n, g)
-                p = p.reshape(b, n, len(group)).transpose(0, 2, 1).reshape(b, -1)  # each frame: channel by channel
+            for g, (lo, hi) in enumerate(net.ranges):
+                p = net.group_probabilities(mixed, head, own, g)  # (B*n, hi - lo)
+                p = p.reshape(b, n, hi - lo).transpose(0, 2, 1).reshape(b, -1)  # each frame: channel by channel
                 for k, coder in enumerate(coders):
                     bits[k, : p.shape[1]] = coder.decode(model, p[k])
-                signed = bits[:, : p.shape[1]].reshape(b, len(group), n) * 2.0 - 1  # (B, g, n)
-                own[:, list(group)] = signed.transpose(0, 2, 1).reshape(b * n, len(group))
-                grid[:, np.array(group)[:, None], ii + PAD, jj + PAD] = signed  # (B, g, n)
+                signed = bits[:, : p.shape[1]].reshape(b, hi - lo, n) * 2.0 - 1  # (B, g, n)
+                own[:, lo:hi] = signed.transpose(0, 2, 1).reshape(b * n, hi - lo)
+                grid[:, lo:hi, ii + PAD, jj + PAD] = signed
         exact = all(coder.is_empty() for coder in coders)
     except Exception as e:  # constriction reports invalid data as ValueError/AssertionError/etc.
         raise BitstreamError(f"damaged payload: the context-net decoder failed ({e})") from None
