@@ -158,7 +158,7 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
         from compressor import context_net_fit
 
         extra = []
-        for k in range(0, len(files), 64):  # 64 files' crops at a time: memory stays flat in the folder's size
+        for k in range(0, len(files) if crops else 0, 64):  # 64 files' crops at a time: memory flat in the folder's size
             extra += _encode_all(codec, crop_frames(files[k : k + 64], crops, seed=k), False, "random crops")
             if verbose:
                 print(f"encoded {len(extra)} / {len(files) * crops} random crops", flush=True)
