@@ -60,15 +60,6 @@ class ModelCard:
         return (model_id == self.model_id or (version <= 2 and model_id == self.table_model_id)
                 or (version == 1 and model_id == self.legacy_model_id))
 
-    def coding_for(self, model_id: int) -> tuple[dict | None, dict | None]:
-        """(context tables, context net) that a file or clip carrying `model_id` was coded with: none of
-        them under the legacy id, the tables alone under the table id."""
-        if model_id == self.model_id:
-            return self.context_tables, self.context_net
-        if model_id == self.table_model_id:
-            return self.context_tables, None
-        return None, None
-
     @property
     def refine_start_scale(self) -> float:
         """What refinement multiplies this encoder's latent by before its search (`compressor.search`; 1 if unsaid)."""
@@ -229,9 +220,9 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict, ModelCard]:
         raise ModelError(f"cannot read checkpoint {info.path}: {e}") from None
     if _model_id(tensors) != info.model_id:
         raise ModelError(f"{info.path}: weights do not match the checkpoint's model id (file altered?)")
+    with_tables = {k: v for k, v in tensors.items() if not k.startswith(NET_PREFIX)}
     tensors, tables, ctx_net = split_context(tensors)
     if ctx_net or info.table_model_id is not None:
-        with_tables = {k: v for k, v in load_file(str(info.path)).items() if not k.startswith(NET_PREFIX)}
         if not tables or _model_id(with_tables) != info.table_model_id:
             raise ModelError(f"{info.path}: tables do not match the checkpoint's table model id (file altered?)")
         info.context_net = ctx_net

@@ -1,12 +1,12 @@
-"""Each frame's symbols coded the shortest way its place allows: a `.bin` file's payload (kinds 0-2, no
-previous frame) and a clip's records. numpy only.
+"""Each frame's symbols coded the shortest way its place allows: a `.bin` file's payload (kinds 0-2 and 4,
+no previous frame) and a clip's records. numpy only.
 
     keyframe (frame index a multiple of K):   raw bits | per-channel table | context table | context net  (kinds 0, 1, 2, 4)
     other frames:                             the same, or the temporal table given the previous frame (kind 3)
 
-The context and temporal tables are the checkpoint's (`compressor.context_model`), and so is the context
-net (`compressor.context_net`); a checkpoint without them codes kinds 0 and 1 only. Raw bits are kept when nothing is shorter, so a 128x256 frame's payload
-never exceeds 224 bytes.
+The context and temporal tables are the checkpoint's (`compressor.context_model`), and so is the
+context net (`compressor.context_net`); a checkpoint without them codes kinds 0 and 1 only. Raw bits
+are kept when nothing is shorter, so a 128x256 frame's payload never exceeds 224 bytes.
 """
 from __future__ import annotations
 

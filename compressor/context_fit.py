@@ -134,12 +134,12 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
         raise ValueError(f"{checkpoint} has no context tables to keep")
     codec = Codec(model, card)
     symbols = _encode_all(codec, files, verbose, "frames")
-    pairs = sequence_pairs(files)
-    if not pairs:
-        raise ValueError("no consecutive frames found for the temporal table (see compressor/context_fit.py)")
     if keep_tables:
         tables, entry = card.context_tables, dict(card.card.get("context", {}))
     else:
+        pairs = sequence_pairs(files)
+        if not pairs:
+            raise ValueError("no consecutive frames found for the temporal table (see compressor/context_fit.py)")
         tables = {
             "spatial": context_model.fit_tables(symbols),
             "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs]),

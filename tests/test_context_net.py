@@ -171,6 +171,7 @@ def _reference():
 
 def test_version_2_files_and_clips_of_the_default_decode_bit_identically():
     import compressor
+    from compressor.cli.sequences import _coding_for
     from compressor.clip import ClipReader
     from compressor.clip_coding import decode_frame
 
@@ -182,11 +183,11 @@ def test_version_2_files_and_clips_of_the_default_decode_bit_identically():
             with open(REPO / "tests" / "data" / name, "rb") as f:
                 reader, prev, frames = ClipReader(f), None, []
                 assert reader.header.model_id == int(ref["model_id"], 16)
-                tables, net = codec.card.coding_for(reader.header.model_id)
+                tables, net = _coding_for(codec, reader.header.model_id)
+                assert net is None  # written before the net: its id is the table id
                 for i in range(len(reader)):
                     kind, payload = reader.record(i)
-                    prev = decode_frame(kind, payload, codec._cdf, (14, 8, 16), codec._tables if tables else None,
-                                        prev, codec._net if net else None)
+                    prev = decode_frame(kind, payload, codec._cdf, (14, 8, 16), tables, prev, net)
                     frames.append(prev)
             symbols = np.stack(frames)
         else:
@@ -208,3 +209,35 @@ def test_every_shipped_model_has_a_net_and_the_default_writes_smaller_files():
         assert card.card["context"]["net"]["steps"] == 5000 and card.card["context"]["net"]["crops_per_file"] == 3
     data = compressor.load().encode(REPO / "examples" / "kodim23.png")
     assert data[1] >> 4 == 3 and len(data) < _reference()["v2-kodim23.bin"]["bytes"]
+
+
+def test_fit_context_net_keeps_the_tables_and_their_files(tiny_ctx, tiny_ctx_path, tmp_path, capsys):
+    """`fit-context --net --keep-tables` on a folder without sequences: tables bit for bit, the old id kept
+    as the table id, a version-3 capable checkpoint; --keep-tables alone is refused in one line."""
+    from PIL import Image
+
+    from compressor.checkpoint import read_card
+    from compressor.cli import compressor_main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (150, 300, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    out = tmp_path / "net.safetensors"
+    argv = ["fit-context", str(tiny_ctx_path), "--images", str(folder), "--out", str(out), "--net", "--keep-tables",
+            "--crops", "1", "--net-steps", "5"]
+    assert compressor_main(argv) == 0
+    card = read_card(out)
+    assert card.table_model_id == tiny_ctx.model_id != card.model_id
+    assert card.card["context"]["net"]["frames"] == 8 and card.card["context"]["net"]["crops_per_file"] == 1
+    import compressor
+
+    codec = compressor.load(out)
+    assert all(np.array_equal(codec.card.context_tables[k], tiny_ctx.card.context_tables[k]) for k in ("spatial", "temporal"))
+    old = tiny_ctx.encode(np.asarray(Image.open(folder / "p0.png")))
+    assert np.array_equal(codec.decode_symbols(old)[0], tiny_ctx.decode_symbols(old)[0])
+    capsys.readouterr()
+    assert compressor_main(argv[:-6] + ["--keep-tables"]) == 1  # without --net
+    err = capsys.readouterr().err
+    assert "give --net" in err and len(err.strip().splitlines()) == 1

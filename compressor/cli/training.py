@@ -103,7 +103,8 @@ def _fit_context(args) -> None:
         raise UserError("--keep-tables keeps the tables while --net fits a net: give --net too")
     entry = fit_context(src, args.images, out, frames=args.frames, exclude=args.exclude or [], net=args.net,
                         keep_tables=args.keep_tables, crops=args.crops, net_steps=args.net_steps)
+    tables = ("its own tables kept" if args.keep_tables else
+              f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs")
     net = f", context net on {entry['net']['frames']} frames" if "net" in entry else ""
     print(f"wrote {out} (model id {entry['model_id']}, version-1 files of {entry['legacy_model_id']} still decode): "
-          f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs"
-          f"{' (kept)' if args.keep_tables else ''}{net}, {entry['seconds']:.0f} s")
+          f"{tables}{net}, {entry['seconds']:.0f} s")
