@@ -3,8 +3,8 @@
     vit.default            the default: the pure ViT trained longest, encoder distilled from refinement
     {arch}.equal-budget    one per architecture, all four at the same training budget (the comparison)
 
-Only the files named here are shipped (and go into the wheel). Older checkpoints may still lie in
-`checkpoints/` until they leave the tree, so nothing here globs that folder: a former name gives a
+Only the files named here are shipped (and go into the wheel), and `checkpoints/` holds only them. Former
+checkpoints live in git history (commit d948f12 is the last that holds them all); a former name gives a
 one-line error naming the shipped model that replaces it. Run `python -m compressor.zoo --normalise-cards`
 to rewrite the shipped files' model cards without build-machine paths (tensors and model ids unchanged).
 """
@@ -51,7 +51,7 @@ DEFAULT_MODEL = "vit.default"
 ALIASES: dict[str, str] = {m.alias: m.name for m in SHIPPED.values()}
 
 # Names of checkpoints shipped before, not now -> the shipped model that replaces each. Their weights
-# stay in git history; their numbers in docs/training-record.md.
+# stay in git history (d948f12:checkpoints/NAME.safetensors); their numbers in docs/training-record.md.
 REMOVED: dict[str, str] = {
     "vit": "vit.equal-budget",
     "vit-1m": "vit.equal-budget",

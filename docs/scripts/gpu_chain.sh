@@ -10,12 +10,13 @@
 # NAME.safetensors` puts one together again. Every knob is an environment variable.
 #
 # usage (on the GPU machine, from the repository root):
-#   OUT=/tmp/out DATA=../shared/data/train SEED=checkpoints/vit-distil-ft.safetensors bash docs/scripts/gpu_chain.sh
+#   git show d948f12:checkpoints/vit-distil-ft.safetensors > /tmp/vit-distil-ft.safetensors  # a former model
+#   OUT=/tmp/out DATA=../shared/data/train SEED=/tmp/vit-distil-ft.safetensors bash docs/scripts/gpu_chain.sh
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 PY=${PY:-python3}; DEV=${DEV:-cuda}; DATA=${DATA:-../shared/data/train}
-SEED=${SEED:-checkpoints/vit-distil-ft.safetensors}; SEEDVAL=${SEEDVAL:-22.74}
+SEED=${SEED:-/tmp/vit-distil-ft.safetensors}; SEEDVAL=${SEEDVAL:-22.74}
 M1=${M1:-4.8}; M2=${M2:-1.7}; M3=${M3:-1.3}; LIMIT=${LIMIT:-560}
 B1=${B1:-512}; B2=${B2:-128}; B3=${B3:-256}; POOL=${POOL:-96000}; R=${R:-/tmp/runs}
 mkdir -p "$R"
