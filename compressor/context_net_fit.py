@@ -22,18 +22,23 @@ HIDDEN = 64
 WIDTH = 16
 BATCH = 4096  # tokens a step
 GROUPS = 7  # channel groups: decoding steps per token diagonal (14 groups codes 1-2 B smaller, twice the steps)
+# A temporal twin also reads the previous frame's tokens in the 3x3 window around the same place. Only
+# measured (docs/scripts/temporal_net_probe.py: 1.5-5% below what clips write already), so the integer
+# net and the format have no temporal inputs.
+PREV_WINDOW = tuple((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1))
 
 
 class FloatNet(nn.Module):
     """The float twin of `context_net.ContextNet`: same structure, real weights."""
 
-    def __init__(self, channels: int = 14, hidden: int = HIDDEN, width: int = WIDTH, groups: int = GROUPS):
+    def __init__(self, channels: int = 14, hidden: int = HIDDEN, width: int = WIDTH, groups: int = GROUPS,
+                 temporal: bool = False):
         super().__init__()
         self.channels, self.width = channels, width
         # Channels in `groups` contiguous groups, decoded one group a step; a channel reads its own
         # token's channels of earlier groups.
         self.register_buffer("group", torch.arange(channels) * groups // channels)
-        self.l1 = nn.Linear(len(cn.NEIGHBOURS) * channels, hidden)
+        self.l1 = nn.Linear((len(cn.NEIGHBOURS) + (len(PREV_WINDOW) if temporal else 0)) * channels, hidden)
         self.l2 = nn.Linear(hidden, hidden)
         self.mix = nn.Linear(hidden, channels * width)
         self.prev = nn.Parameter(torch.zeros(channels, width, channels))
@@ -42,31 +47,37 @@ class FloatNet(nn.Module):
         self.register_buffer("mask", (self.group[None, :] < self.group[:, None]).float())  # (C, C')
 
     def forward(self, x: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        """x (N, 8C), own (N, C), both in {-1, 0, 1} -> logits (N, C)."""
+        """x (N, 8C) (temporal: (N, 17C), the previous frame's window after), own (N, C), all in {-1, 0, 1}
+        -> logits (N, C)."""
         h = F.gelu(self.l2(F.gelu(self.l1(x))))  # (N, H)
         prev = self.prev * self.mask[:, None, :]  # (C, K, C'): channel c reads channels of earlier groups
         z = F.gelu(self.mix(h).view(-1, self.channels, self.width) + torch.einsum("nd,ckd->nck", own, prev))
         return self.out(z).squeeze(-1) + self.head(h)  # (N, C)
 
 
-def token_data(symbols: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C, h, w) uint8 -> x (N*h*w, 8C) and own (N*h*w, C), float32 in {-1, 0, 1}, one row per token."""
+def token_data(symbols: np.ndarray, prev: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, h, w) uint8 -> x (N*h*w, 8C) and own (N*h*w, C), float32 in {-1, 0, 1}, one row per token;
+    with `prev` (N, C, h, w), each frame's previous frame, x is (N*h*w, 17C): its 3x3 window appended."""
     n, c, h, w = symbols.shape
-    grid = torch.from_numpy(cn._signed(symbols)).float()  # (N, C, h+4, w+4)
     p = cn.PAD
+    grid = torch.from_numpy(cn._signed(symbols)).float()  # (N, C, h+4, w+4)
     parts = [grid[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in cn.NEIGHBOURS]
-    x = torch.cat(parts, dim=1).permute(0, 2, 3, 1).reshape(-1, len(cn.NEIGHBOURS) * c)
+    if prev is not None:
+        before = torch.from_numpy(cn._signed(prev)).float()
+        parts += [before[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in PREV_WINDOW]
+    x = torch.cat(parts, dim=1).permute(0, 2, 3, 1).reshape(-1, len(parts) * c)
     own = grid[:, :, p:-p, p:-p].permute(0, 2, 3, 1).reshape(-1, c)
     return x, own
 
 
 def train(symbols: np.ndarray, *, steps: int = 5000, batch: int = BATCH, lr: float = 3e-3, seed: int = 0,
-          log=None) -> FloatNet:
-    """Fit a FloatNet to the symbols (N, C, h, w) of a model's frames by cross-entropy."""
+          log=None, prev: np.ndarray | None = None, hidden: int = HIDDEN) -> FloatNet:
+    """Fit a FloatNet to the symbols (N, C, h, w) of a model's frames by cross-entropy; given `prev`, each
+    frame's previous frame (N, C, h, w), a temporal one."""
     torch.manual_seed(seed)
-    x, own = token_data(symbols)
+    x, own = token_data(symbols, prev)
     target = (own > 0).float()
-    net = FloatNet(symbols.shape[1])
+    net = FloatNet(symbols.shape[1], hidden, temporal=prev is not None)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)

@@ -56,6 +56,25 @@ def test_integer_net_codes_as_the_float_net_predicts():
     assert int_bits < 0.7 * arrays[40:].size  # structured symbols: well under a bit each
 
 
+def test_a_temporal_twin_reads_the_previous_frame():
+    """The temporal twin (docs/scripts/temporal_net_probe.py) sees the previous frame's window: on frames
+    that mostly repeat their previous frame it codes in far fewer bits than the spatial twin."""
+    rng = np.random.default_rng(0)
+    prev = (rng.random((48, 14, 8, 16)) < 0.5).astype(np.uint8)  # no spatial structure at all
+    cur = prev ^ (rng.random(prev.shape) < 0.05).astype(np.uint8)  # 5% of bits change
+    x, own = context_net_fit.token_data(cur[32:], prev[32:])
+    assert x.shape == (16 * 8 * 16, 17 * 14)
+
+    def bits(net, x):
+        with torch.no_grad():
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                net(x, own), (own > 0).float(), reduction="sum").item() / np.log(2)
+
+    temporal = context_net_fit.train(cur[:32], prev=prev[:32], steps=150, batch=1024)
+    spatial = context_net_fit.train(cur[:32], steps=150, batch=1024)
+    assert bits(temporal, x) < 0.5 * cur[32:].size < 0.9 * bits(spatial, x[:, : 8 * 14])
+
+
 def test_accumulators_stay_exact_and_bad_nets_are_refused():
     tensors = fitted_net()
     context_net_fit._check_exact(tensors)  # bounds below 2^50
@@ -164,37 +183,70 @@ def test_version_3_header_round_trips_and_rejects_raw():
         bitstream.unpack(bytes(bad))
 
 
-# --- the shipped models: files written before the net ----------------------------------------------
-def _reference():
-    return json.loads((REPO / "tests" / "data" / "v2-reference.json").read_text())
+# --- the shipped models: files written before the net, and with it ----------------------------------
+def _reference(version: int = 2):
+    return json.loads((REPO / "tests" / "data" / f"v{version}-reference.json").read_text())
+
+
+def _sha(symbols) -> str:
+    return hashlib.sha256(np.ascontiguousarray(symbols).tobytes()).hexdigest()
+
+
+def _read_clip(codec, path):
+    """A clip archive's model id, its coding (tables, net) for this codec, its records and decoded symbols."""
+    from compressor.cli.sequences import _coding_for
+    from compressor.clip import ClipReader
+    from compressor.clip_coding import decode_frame
+
+    with open(path, "rb") as f:
+        reader, prev, records, frames = ClipReader(f), None, [], []
+        tables, net = _coding_for(codec, reader.header.model_id)
+        for i in range(len(reader)):
+            records.append(reader.record(i))
+            prev = decode_frame(*records[-1], codec._cdf, (14, 8, 16), tables, prev, net)
+            frames.append(prev)
+    return reader.header.model_id, (tables, net), records, np.stack(frames)
 
 
 def test_version_2_files_and_clips_of_the_default_decode_bit_identically():
     import compressor
-    from compressor.cli.sequences import _coding_for
-    from compressor.clip import ClipReader
-    from compressor.clip_coding import decode_frame
 
     codec = compressor.load()
     for name, ref in _reference().items():
         data = (REPO / "tests" / "data" / name).read_bytes()
         assert len(data) == ref["bytes"]
         if name.endswith("clip.bin"):
-            with open(REPO / "tests" / "data" / name, "rb") as f:
-                reader, prev, frames = ClipReader(f), None, []
-                assert reader.header.model_id == int(ref["model_id"], 16)
-                tables, net = _coding_for(codec, reader.header.model_id)
-                assert net is None  # written before the net: its id is the table id
-                for i in range(len(reader)):
-                    kind, payload = reader.record(i)
-                    prev = decode_frame(kind, payload, codec._cdf, (14, 8, 16), tables, prev, net)
-                    frames.append(prev)
-            symbols = np.stack(frames)
+            model_id, (_, net), _, symbols = _read_clip(codec, REPO / "tests" / "data" / name)
+            assert model_id == int(ref["model_id"], 16) and net is None  # written before the net: its id is the table id
         else:
             assert data[1] >> 4 == 2 and codec.card.accepts(int.from_bytes(data[2:4], "big"), 2)
             symbols, _ = codec.decode_symbols(data)
             assert np.asarray(compressor.decode(data)).shape == (128, 256, 3)  # found by its table id
-        assert hashlib.sha256(np.ascontiguousarray(symbols).tobytes()).hexdigest() == ref["symbols_sha256"]
+        assert _sha(symbols) == ref["symbols_sha256"]
+
+
+def test_version_3_files_and_clips_of_the_default_decode_and_are_written_again_byte_for_byte():
+    """Files the default wrote with its net (tests/data/v3-*): they decode to the same symbols, and coding
+    those symbols again gives the same bytes, so a change to the net's integer arithmetic cannot pass."""
+    import compressor
+    from compressor.clip import KIND_NAMES
+    from compressor.clip_coding import encode_frame
+
+    codec = compressor.load()
+    for name, ref in _reference(3).items():
+        data = (REPO / "tests" / "data" / name).read_bytes()
+        assert len(data) == ref["bytes"] and int(ref["model_id"], 16) == codec.model_id
+        if name.endswith("clip.bin"):
+            _, (tables, net), records, symbols = _read_clip(codec, REPO / "tests" / "data" / name)
+            assert {KIND_NAMES[k] for k, _ in records} == set(ref["records"]) == {"net", "temporal"}
+            again = [encode_frame(s, codec._cdf, tables, prev=None if i == 0 else symbols[i - 1], net=net)
+                     for i, s in enumerate(symbols)]
+            assert again == records
+        else:
+            assert data[1] >> 4 == 3
+            symbols, size = codec.decode_symbols(data)
+            assert codec._pack(symbols, size) == data
+        assert _sha(symbols) == ref["symbols_sha256"]
 
 
 def test_every_shipped_model_has_a_net_and_the_default_writes_smaller_files():
