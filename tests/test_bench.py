@@ -41,6 +41,26 @@ def test_bench_writes_every_output(tiny_path, two_images, tmp_path):
     assert model["architecture"] == {"encoder": "vit", "decoder": "vit"} and model["training"]["steps"] == 0  # the tiny card says so
 
 
+def test_every_model_meets_bare_avif_at_its_own_bytes(tiny_path, other_path, two_images, tmp_path):
+    """Classic codecs get the first model's bytes; each model's lead is against AVIF given its own."""
+    if not any(c.fmt == "AVIF" for c in available_codecs()):
+        pytest.skip("this Pillow has no AVIF plugin")
+    records = run_bench([two_images], [str(tiny_path), str(other_path)], tmp_path, speed_frames=4,
+                        log=lambda *a: None)
+    models = [r for r in records if r["kind"] == "model"]
+    avif = next(r for r in records if r["name"] == "AVIF (bare)")
+    assert [m["name"] for m in models] == ["tiny", "other"]
+    assert models[0]["avif_at_own_bytes"]["mean_psnr"] == avif["mean_psnr"]  # the classic run's budget is tiny's
+    for m in models:
+        own = m["avif_at_own_bytes"]
+        assert own["settings"] == next(c for c in available_codecs() if c.fmt == "AVIF").settings
+        if own["fitted"] == m["count"]:
+            assert own["lead_db"] == pytest.approx(m["mean_psnr"] - own["mean_psnr"])
+            assert own["mean_bytes"] <= m["mean_bytes"]
+    assert "vs AVIF" in (tmp_path / "results.md").read_text() or all(
+        m["avif_at_own_bytes"]["lead_db"] is None for m in models)
+
+
 @pytest.mark.parametrize("codec", available_codecs(), ids=lambda c: c.name)
 def test_fit_never_exceeds_the_budget(codec, frame):
     for budget in (300, 2000):
