@@ -71,5 +71,6 @@ def main() -> None:
                   f"{today.mean():.1f} | {tnet.mean():.1f} | {three.mean():.1f} ({100 * (three.mean() / today.mean() - 1):+.1f}%) |",
                   flush=True)
 
+
 if __name__ == "__main__":
     main()
