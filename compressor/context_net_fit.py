@@ -55,19 +55,26 @@ class FloatNet(nn.Module):
         return self.out(z).squeeze(-1) + self.head(h)  # (N, C)
 
 
-def token_data(symbols: np.ndarray, prev: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C, h, w) uint8 -> x (N*h*w, 8C) and own (N*h*w, C), float32 in {-1, 0, 1}, one row per token;
+def features(signed: torch.Tensor, prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """signed (N, C, h, w) in {-1, +1} (differentiable: a rate under the twin can train an encoder) ->
+    x (N*h*w, 8C), the earlier neighbours, 0 outside the grid as the coder has them, and own (N*h*w, C);
     with `prev` (N, C, h, w), each frame's previous frame, x is (N*h*w, 17C): its 3x3 window appended."""
-    n, c, h, w = symbols.shape
+    n, c, h, w = signed.shape
     p = cn.PAD
-    grid = torch.from_numpy(cn._signed(symbols)).float()  # (N, C, h+4, w+4)
-    parts = [grid[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in cn.NEIGHBOURS]
-    if prev is not None:
-        before = torch.from_numpy(cn._signed(prev)).float()
-        parts += [before[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in PREV_WINDOW]
+
+    def shifted(grid, offsets):  # grid (N, C, h, w) -> one (N, C, h, w) view per offset, zero-padded
+        padded = F.pad(grid, (p, p, p, p))
+        return [padded[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in offsets]
+
+    parts = shifted(signed, cn.NEIGHBOURS) + ([] if prev is None else shifted(prev, PREV_WINDOW))
     x = torch.cat(parts, dim=1).permute(0, 2, 3, 1).reshape(-1, len(parts) * c)
-    own = grid[:, :, p:-p, p:-p].permute(0, 2, 3, 1).reshape(-1, c)
-    return x, own
+    return x, signed.permute(0, 2, 3, 1).reshape(-1, c)
+
+
+def token_data(symbols: np.ndarray, prev: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, h, w) uint8 -> `features` of their signed values, float32 in {-1, 0, 1}, one row per token."""
+    signed = lambda s: torch.from_numpy(s).float() * 2 - 1  # noqa: E731
+    return features(signed(symbols), None if prev is None else signed(prev))
 
 
 def train(symbols: np.ndarray, *, steps: int = 5000, batch: int = BATCH, lr: float = 3e-3, seed: int = 0,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import compressor
-from compressor import context_net, context_net_fit
+from compressor import context_net_fit
 from compressor.bottleneck import binarize, hard_sign
 from compressor.context_fit import load_frames, select_files
 from compressor.measure.evaluate import expand_paths
@@ -38,16 +38,11 @@ WARMUP = 50  # steps of linear warm-up: Adam's first steps at full rate knock a 
 
 def context_bits(fnet, signed: torch.Tensor) -> torch.Tensor:
     """Differentiable code length in bits (B,) of signed symbols (B, C, h, w) in {-1, +1} under a float twin."""
-    b, c, h, w = signed.shape
-    p = context_net.PAD
-    grid = F.pad(signed, (p, p, p, p))  # zeros outside, as the coder
-    parts = [grid[:, :, p + di : p + di + h, p + dj : p + dj + w] for di, dj in context_net.NEIGHBOURS]
-    x = torch.cat(parts, dim=1).permute(0, 2, 3, 1).reshape(-1, len(parts) * c)
-    own = signed.permute(0, 2, 3, 1).reshape(-1, c)
+    x, own = context_net_fit.features(signed)
     logits = fnet(x, own)
     target = (own + 1) / 2
     bits = (F.softplus(logits) - target * logits) / np.log(2)  # BCE with logits, differentiable in the target too
-    return bits.view(b, -1).sum(1)
+    return bits.view(len(signed), -1).sum(1)
 
 
 def report(arm, scores, base, start) -> None:
