@@ -28,17 +28,39 @@ def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
     uint16 arrays or a `context_model.Tables`, None for a checkpoint without them; `net` the context net,
     None without one. Ties go to the older kind (a file older readers decode) and to the kind that
     does not need the previous frame."""
-    candidates = [(CHANNEL, entropy_coder.encode(symbols, cdf))]
-    if tables is not None:
-        candidates.append((CONTEXT, context_model.encode(symbols, tables)))
-        if prev is not None and _has_temporal(tables):
-            candidates.append((TEMPORAL, context_model.encode(symbols, tables, prev=prev)))
+    return encode_frames([symbols], cdf, tables, [prev], net)[0]
+
+
+def encode_frames(symbols, cdf: np.ndarray, tables=None, prevs=None,
+                  net: context_net.ContextNet | None = None) -> list[tuple[int, bytes]]:
+    """`encode_frame` of many frames (a list of (C, h, w), `prevs` a list of the same length or None for
+    none): the same records, with the net's probabilities for frames of one shape in one pass."""
+    prevs = [None] * len(symbols) if prevs is None else list(prevs)
+    if len(prevs) != len(symbols):
+        raise ValueError(f"{len(symbols)} frames but {len(prevs)} previous frames")
+    net_payloads: list[bytes | None] = [None] * len(symbols)
     if net is not None:
-        candidates.append((NET, context_net.encode(symbols, net)))
-    kind, payload = min(candidates, key=lambda c: len(c[1]))  # min keeps the first of equals
-    if len(payload) >= entropy_coder.raw_size(symbols.size):
-        return RAW, entropy_coder.pack_raw(symbols)
-    return kind, payload
+        by_shape: dict[tuple, list[int]] = {}
+        for i, s in enumerate(symbols):
+            by_shape.setdefault(np.shape(s), []).append(i)
+        for index in by_shape.values():
+            for i, payload in zip(index, context_net.encode_many([symbols[i] for i in index], net)):
+                net_payloads[i] = payload
+    temporal = tables is not None and _has_temporal(tables)
+    records = []
+    for s, prev, net_payload in zip(symbols, prevs, net_payloads):
+        candidates = [(CHANNEL, entropy_coder.encode(s, cdf))]
+        if tables is not None:
+            candidates.append((CONTEXT, context_model.encode(s, tables)))
+            if prev is not None and temporal:
+                candidates.append((TEMPORAL, context_model.encode(s, tables, prev=prev)))
+        if net_payload is not None:
+            candidates.append((NET, net_payload))
+        kind, payload = min(candidates, key=lambda c: len(c[1]))  # min keeps the first of equals
+        if len(payload) >= entropy_coder.raw_size(np.size(s)):
+            kind, payload = RAW, entropy_coder.pack_raw(s)
+        records.append((kind, payload))
+    return records
 
 
 def decode_frame(kind: int, payload: bytes, cdf: np.ndarray, shape: tuple[int, int, int],

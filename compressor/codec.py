@@ -156,9 +156,12 @@ class Codec:
                 return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t),
                                     rate=rate, rate_weight=rate_weight)
             return self._encode_symbols(x, t)
+        from compressor.clip_coding import encode_frames
+
         symbols = self._run_batched(arrays, symbols_of)
-        return [self._pack(s, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
-                for s, a in zip(symbols, arrays)]
+        records = encode_frames(symbols, self._cdf, self._tables, net=self._net)  # the net's pass batched
+        return [self._packed(record, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
+                for record, a in zip(records, arrays)]
 
     def _context_rate(self):
         """The context tables as a torch rate (`context_rate.ContextRate`), built on first use."""
@@ -204,10 +207,15 @@ class Codec:
         # The shortest of the per-channel and the context coding (version 1 on a tie, which older
         # readers decode too), and raw bits unless it is shorter than them: a 128x256 frame's payload
         # stays at 224 bytes or fewer. The choice is the clip records' (`clip_coding.encode_frame`).
-        from compressor.clip import CONTEXT, NET, RAW
         from compressor.clip_coding import encode_frame
 
-        kind, payload = encode_frame(symbols, self._cdf, self._tables, net=self._net)
+        return self._packed(encode_frame(symbols, self._cdf, self._tables, net=self._net), size, tiling)
+
+    def _packed(self, record: tuple[int, bytes], size: tuple[int, int], tiling: Tiling | None = None) -> bytes:
+        """A `.bin` file of one frame's (kind, payload), as `clip_coding.encode_frame(s)` chose them."""
+        from compressor.clip import CONTEXT, NET, RAW
+
+        kind, payload = record
         header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=kind == RAW,
                                   tiled=tiling is not None, overlap=tiling is not None and tiling.overlap,
                                   context=kind == CONTEXT, net=kind == NET)

@@ -181,17 +181,42 @@ def code_bits(net: ContextNet, symbols: np.ndarray) -> float:
 
 def encode(symbols: np.ndarray, net: ContextNet) -> bytes:
     """uint8 {0, 1} symbols (C, h, w) -> ANS bytes under the context net."""
+    return encode_many([symbols], net)[0]
+
+
+# Tokens per pass of `encode_many`: the trunk's float64 activations stay near 100 MB (224 columns of
+# the chain's input a token), whatever the batch or image size.
+TOKENS_PER_PASS = 65536
+
+
+def encode_many(symbols, net: ContextNet) -> list[bytes]:
+    """Frames' uint8 {0, 1} symbols (each (C, h, w), one shape) -> their ANS bytes under the context net.
+
+    The probabilities of many frames come from one pass of the net (a batched product of the same
+    integers, so each frame's bytes are those `encode` writes alone); a batch of 32 128x256 frames
+    codes about four times faster than frame by frame."""
     import constriction
 
     from compressor.context_model import _check_symbols, _model
 
-    symbols = _check_symbols(symbols, "symbols")
-    _check_shape(net, symbols.shape)
-    p = probabilities(net, symbols[None])[0]
-    s = symbols.reshape(-1)[_order(symbols.shape, net.groups).flat]
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(s.astype(np.int32), _model(), p)  # ANS is a stack: reversed, so decoded in order
-    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+    frames = [_check_symbols(s, "symbols") for s in symbols]
+    if not frames:
+        return []
+    if len({f.shape for f in frames}) > 1:
+        raise ValueError("encode_many takes frames of one latent shape")
+    shape = _check_shape(net, frames[0].shape)
+    flat = _order(shape, net.groups).flat
+    per_pass = max(1, TOKENS_PER_PASS // (shape[1] * shape[2]))
+    out = []
+    for i in range(0, len(frames), per_pass):
+        chunk = np.stack(frames[i : i + per_pass])  # (B, C, h, w)
+        p = probabilities(net, chunk)  # (B, n) in coding order
+        s = chunk.reshape(len(chunk), -1)[:, flat].astype(np.int32)  # (B, n)
+        for sk, pk in zip(s, p):
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(sk, _model(), pk)  # ANS is a stack: reversed, so decoded in order
+            out.append(coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0"))
+    return out
 
 
 def decode(payload: bytes, net: ContextNet, shape: tuple[int, int, int]) -> np.ndarray:

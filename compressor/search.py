@@ -58,7 +58,8 @@ DEFAULT_LR = 0.05
 
 
 def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = False, lr: float = DEFAULT_LR,
-                   tiling: Tiling | None = None, start: torch.Tensor | None = None, start_scale: float = 1.0):
+                   tiling: Tiling | None = None, start: torch.Tensor | None = None, start_scale: float = 1.0,
+                   rate=None, rate_weight: float = 0.0):
     """(B, 3, H, W) in [0, 1] -> uint8 symbols (B, C, gh, gw), refined by `steps` gradient steps.
 
     With `tiling`, encoder and decoder run window by window, as the codec will run them (`compressor.tiling`).
@@ -68,6 +69,11 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
     `vit-long2`'s scale (median |y| 5.3), and an encoder with larger margins leaves the search few bits it
     can flip (`vit-distil`, median 13.7, on kodak-frames at 30 steps: 22.84 dB at 1, 22.98 at 0.5, 23.05 at
     0.25). The codec reads it from the model card's `refine_start_scale` (default 1).
+
+    With `rate`, a differentiable code length (signed code (B, C, gh, gw) in {-1, +1} -> bits (B,), such
+    as a context net's float twin) and `rate_weight` (squared error per bit, on the per-frame mean MSE's
+    scale, as `flip_symbols` has it), the steps descend error + rate_weight * bits, the rate's gradient
+    reaching the code through the same straight-through sign, and the kept code is the best by that sum.
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = images.clone()  # a normal tensor: autograd refuses inference-mode tensors
@@ -81,13 +87,16 @@ def refine_symbols(model, images: torch.Tensor, *, steps: int, bf16: bool = Fals
         for step in range(steps + 1):
             hard = hard_sign(z.detach())  # (B, C, gh, gw) in {-1, +1}
             code = hard + z - z.detach()  # forward: the hard code; backward: identity
+            bits = None if rate is None else rate_weight * rate(code)  # (B,) weighted, differentiable in z
             # Step 0 scores the encoder's own code.
-            out = _decode_keeping_best(model, code, hard, x, best, best_err, bf16=bf16, tiling=tiling)
+            out = _decode_keeping_best(model, code, hard, x, best, best_err, bf16=bf16, tiling=tiling,
+                                       penalty=None if bits is None else bits.detach())
             if step == steps:
                 break
             for group in opt.param_groups:  # cosine decay to 0: the last steps settle the code
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            (z.grad,) = torch.autograd.grad((out - x).pow(2).mean(dim=(1, 2, 3)).sum(), [z])
+            loss = (out - x).pow(2).mean(dim=(1, 2, 3)).sum() + (0 if bits is None else bits.sum())
+            (z.grad,) = torch.autograd.grad(loss, [z])
             opt.step()
     return symbols_from_latent(best)
 

@@ -42,6 +42,36 @@ def test_decoding_together_is_decoding_one_by_one():
     assert context_net.decode_many([], NET, (14, 8, 16)) == []
 
 
+def test_coding_together_is_coding_one_by_one(monkeypatch, tiny_ctx):
+    """Batched encoding (the codec's and the clip writer's path) writes each frame's own bytes, in passes of
+    any size, and picks each frame's record as `encode_frame` alone does."""
+    from compressor.clip import CONTEXT, NET as NET_RECORD, RAW, TEMPORAL
+    from compressor.clip_coding import encode_frame, encode_frames
+
+    frames = [structured_symbols(i, flip=0.1) for i in range(33)]
+    alone = [context_net.encode(f, NET) for f in frames]
+    assert context_net.encode_many(frames, NET) == alone
+    monkeypatch.setattr(context_net, "TOKENS_PER_PASS", 3 * 8 * 16)  # passes of three frames
+    assert context_net.encode_many(np.stack(frames), NET) == alone
+    assert context_net.encode_many([], NET) == []
+    with pytest.raises(ValueError, match="one latent shape"):
+        context_net.encode_many([frames[0], frames[0][:, :4]], NET)
+
+    cdf, tables = tiny_ctx._cdf, tiny_ctx._tables  # a real checkpoint's per-channel, context and temporal tables
+    assert tables.arrays.get("temporal") is not None
+    rng = np.random.default_rng(1)
+    base = [structured_symbols(i, flip=f) for i, f in enumerate([0.03, 0.1, 0.03, 0.2, 0.0])]
+    moved = [b ^ (rng.random(b.shape) < 0.01).astype(np.uint8) for b in base[::2]]  # 1% of bits changed
+    mixed = base[:3] + moved[:2] + [structured_symbols(40, (14, 4, 6), flip=0.2)] + base[3:]  # one other shape
+    prevs = [None, None, None, base[0], base[2], None, None, None]
+    one_by_one = [encode_frame(s, cdf, tables, p, NET) for s, p in zip(mixed, prevs)]
+    assert {kind for kind, _ in one_by_one} == {RAW, CONTEXT, TEMPORAL, NET_RECORD}  # every choice is exercised
+    assert encode_frames(mixed, cdf, tables, prevs, NET) == one_by_one
+    assert encode_frames(mixed, cdf, None, None, NET) == [encode_frame(s, cdf, None, None, NET) for s in mixed]
+    with pytest.raises(ValueError, match="previous frames"):
+        encode_frames(mixed, cdf, tables, prevs[:2], NET)
+
+
 def test_integer_net_codes_as_the_float_net_predicts():
     """Quantisation costs almost nothing: ideal bits of the integer net within 1% of the float twin's."""
     arrays = np.stack([structured_symbols(i, flip=0.03) for i in range(60)])
@@ -230,7 +260,7 @@ def test_version_3_files_and_clips_of_the_default_decode_and_are_written_again_b
     those symbols again gives the same bytes, so a change to the net's integer arithmetic cannot pass."""
     import compressor
     from compressor.clip import KIND_NAMES
-    from compressor.clip_coding import encode_frame
+    from compressor.clip_coding import encode_frame, encode_frames
 
     codec = compressor.load()
     for name, ref in _reference(3).items():
@@ -239,9 +269,9 @@ def test_version_3_files_and_clips_of_the_default_decode_and_are_written_again_b
         if name.endswith("clip.bin"):
             _, (tables, net), records, symbols = _read_clip(codec, REPO / "tests" / "data" / name)
             assert {KIND_NAMES[k] for k, _ in records} == set(ref["records"]) == {"net", "temporal"}
-            again = [encode_frame(s, codec._cdf, tables, prev=None if i == 0 else symbols[i - 1], net=net)
-                     for i, s in enumerate(symbols)]
-            assert again == records
+            prevs = [None] + list(symbols[:-1])
+            again = [encode_frame(s, codec._cdf, tables, prev=p, net=net) for s, p in zip(symbols, prevs)]
+            assert again == records == encode_frames(list(symbols), codec._cdf, tables, prevs, net)
         else:
             assert data[1] >> 4 == 3
             symbols, size = codec.decode_symbols(data)

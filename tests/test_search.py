@@ -177,6 +177,28 @@ def test_rate_aware_flips_trade_error_for_bits_and_never_lose_on_their_score(tin
     assert torch.equal(flip_symbols(model, x, rounds=4, rate=rate, rate_weight=0.0), flip_symbols(model, x, rounds=4))
 
 
+def test_rate_aware_refinement_descends_error_plus_weighted_bits(tiny, frame):
+    """refine_symbols with a differentiable rate (here: every symbol costs -log2 P, P(1) = 0.1): the kept
+    code is never worse than the encoder's by error + weight * bits, and it is cheaper."""
+    x = _frames_tensor(frame)
+    model = tiny.model
+    cost = torch.tensor([-np.log2(0.9), -np.log2(0.1)])  # bits of a 0, of a 1
+
+    def rate(signed):  # (B, C, h, w) in {-1, +1}, differentiable -> (B,) bits
+        ones = (signed + 1) / 2
+        return (ones * cost[1] + (1 - ones) * cost[0]).flatten(1).sum(1)
+
+    def score(symbols):
+        return _decoded_error(model, symbols, x) + weight * rate(symbols.float() * 2 - 1)
+
+    plain = model.encode_symbols(x)
+    weight = 2e-4  # large: bits matter more than error here
+    chosen = refine_symbols(model, x, steps=10, rate=rate, rate_weight=weight)
+    assert torch.all(score(chosen) <= score(plain) + 1e-7)
+    assert rate(chosen.float() * 2 - 1).sum() < rate(plain.float() * 2 - 1).sum()
+    assert torch.equal(refine_symbols(model, x, steps=10, rate=rate, rate_weight=0.0), refine_symbols(model, x, steps=10))
+
+
 def test_rate_weight_reaches_the_file_and_needs_flips_and_tables(tiny_ctx, tiny, frame):
     small = tiny_ctx.encode(frame, flips=4, rate_weight=1e-4)
     assert len(small) <= len(tiny_ctx.encode(frame, flips=4))

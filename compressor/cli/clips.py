@@ -27,7 +27,7 @@ def is_clip_input(path: Path) -> bool:
 def compress_clip(args) -> None:
     import compressor
     from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
-    from compressor.clip_coding import encode_frame
+    from compressor.clip_coding import encode_frames
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src])
@@ -46,12 +46,13 @@ def compress_clip(args) -> None:
                 if writer is None:
                     header = ClipHeader(codec.model_id, batch.shape[1], batch.shape[2], fps, args.keyframe_interval)
                     writer = ClipWriter(f, header)
-                for symbols in codec.symbols_batch(batch):  # (C, h, w) each
-                    keyframe = len(writer.lengths) % args.keyframe_interval == 0
-                    kind, payload = encode_frame(symbols, codec._cdf, codec._tables, None if keyframe else prev, codec._net)
+                symbols = list(codec.symbols_batch(batch))  # (C, h, w) each
+                prevs = [None if (len(writer.lengths) + i) % args.keyframe_interval == 0 else p  # None: a keyframe
+                         for i, p in enumerate([prev] + symbols[:-1])]
+                for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
                     writer.add(kind, payload)
                     kinds[kind] = kinds.get(kind, 0) + 1
-                    prev = symbols
+                prev = symbols[-1]
                 bar.update(len(batch))
             if writer is None:
                 raise UserError(f"{src} holds no frames")

@@ -6,12 +6,18 @@ the same fine-tune without the rate term (an A/B at equal data, steps and time).
            training frames' symbols, then frozen); gradients reach the encoder through the quantizer's
            surrogate (`bottleneck.binarize`), both as the coded bits and as their neighbours' context
 
+With `--refine-steps N` the encoder is instead distilled (the route that made the default): a pool of
+training frames is refined by N steps of `search.refine_symbols` under the same loss (the twin's bits
+as its rate, from the shipped encoder's latent), and the encoder is fitted to those fixed codes by
+per-bit cross-entropy, the decoder frozen; no gradient passes the quantizer's surrogate.
+
 Scores each arm on the evaluation frame sets as `.bin` files coded by the shipped integer net (mean
 PSNR, mean bytes) and prices the byte change at bare AVIF's slope near 224 B (0.0135 dB a byte): "net"
 is the PSNR change minus what the byte change buys AVIF. weight 0.07 is that slope as a loss weight.
 
     python docs/scripts/net_rate_probe.py --train ../shared/data/train/driving ../shared/data/train/photos \
         --eval ../shared/data/eval/kodak-frames-128x256 ../shared/data/eval/driving-frames-128x256
+    (distillation: add --refine-steps 20 --pool 768 --decoder-steps 400)
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from compressor.bottleneck import binarize, hard_sign
 from compressor.context_fit import load_frames, select_files
 from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
+from compressor.search import refine_symbols
 from compressor.images import to_rgb_array
 from compressor.training.data import find_images
 
@@ -43,6 +50,53 @@ def context_bits(fnet, signed: torch.Tensor) -> torch.Tensor:
     target = (own + 1) / 2
     bits = (F.softplus(logits) - target * logits) / np.log(2)  # BCE with logits, differentiable in the target too
     return bits.view(len(signed), -1).sum(1)
+
+
+def only_trainable(model, part) -> None:
+    """Train `part` alone: a loaded codec's weights are all frozen."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in part.parameters():
+        p.requires_grad_(True)
+
+
+def distil(model, frames: np.ndarray, fnet, rate_weight: float, args, *, start_scale: float) -> None:
+    """Refine `args.pool` training frames under MSE + rate_weight * twin bits (per-frame mean MSE's scale),
+    from the shipped encoder's latent, then fit the encoder to the refined codes by per-bit cross-entropy
+    (logits y / 2, as `distill_temperature`), `args.steps` steps of `args.batch`, the decoder frozen."""
+    pick = np.random.default_rng(3).permutation(len(frames))[: args.pool]
+    pool = torch.from_numpy(frames[pick]).permute(0, 3, 1, 2).float() / 255  # (P, 3, H, W)
+    rate = None if not rate_weight else (lambda code: context_bits(fnet, code))
+    model.eval()
+    codes, start = [], time.perf_counter()
+    for i in range(0, len(pool), 32):
+        x = pool[i : i + 32]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            latent = model.encoder(model.pad(x)).float()  # (B, C, gh, gw), the teacher's (shipped) latent
+        codes.append(refine_symbols(model, x, steps=args.refine_steps, bf16=True, start=latent,
+                                    start_scale=start_scale, rate=rate, rate_weight=rate_weight))
+    codes = torch.cat(codes).float()  # (P, C, gh, gw) in {0, 1}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        own = (model.encoder(model.pad(pool[:256])).float() > 0).float()
+    with torch.no_grad():
+        bits = context_bits(fnet, codes * 2 - 1).mean() / 8
+    print(f"  refined {len(pool)} frames in {time.perf_counter() - start:.0f} s: {bits:.1f} B a frame under the twin, "
+          f"{(own != codes[:256]).float().mean() * 100:.1f}% of the bits differ from the encoder's", flush=True)
+    only_trainable(model, model.encoder)
+    model.train()
+    opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.distil_lr, weight_decay=0.0)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(args.steps):
+        idx = torch.randint(0, len(pool), (args.batch,), generator=gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = model.encoder(model.pad(pool[idx])).float()
+        loss = F.binary_cross_entropy_with_logits(y / 2, codes[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        warm.step()
+    model.eval()
 
 
 def report(arm, scores, base, start) -> None:
@@ -73,6 +127,9 @@ def main() -> None:
     ap.add_argument("--twin-steps", type=int, default=1500)
     ap.add_argument("--decoder-steps", type=int, default=0, help="then fine-tune the decoder on the new codes")
     ap.add_argument("--decoder-lr", type=float, default=2e-5)
+    ap.add_argument("--refine-steps", type=int, default=0, help="distil the encoder from rate-aware refinement")
+    ap.add_argument("--pool", type=int, default=768, help="training frames refined for distillation")
+    ap.add_argument("--distil-lr", type=float, default=5e-5)
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -102,38 +159,37 @@ def main() -> None:
             x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
             yield x.flip(-1) if step % 2 else x
 
-    def only_trainable(part):  # a loaded codec's weights are all frozen
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in part.parameters():
-            p.requires_grad_(True)
-
     for weight in args.weights:
         model.encoder.load_state_dict(encoder0)
         model.decoder.load_state_dict(decoder0)
-        only_trainable(model.encoder)
-        model.train()
-        opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.lr, weight_decay=0.0)
-        warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
         start = time.perf_counter()
-        for _, x in zip(range(args.steps), batches(1)):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                y = model.encoder(model.pad(x))
-            signed = binarize(y.float(), args.temperature)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                rec = model.decoder(signed)
-            loss = F.mse_loss(rec.float(), x)
-            if weight:
-                loss = loss + weight * context_bits(fnet, signed).mean() / pixels
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            warm.step()
-        model.eval()
-        report(f"weight {weight:g}", evaluate(codec, sets), base, start)
+        if args.refine_steps:
+            distil(model, frames, fnet, weight / pixels, args, start_scale=codec.card.card.get("refine_start_scale", 1.0))
+            report(f"weight {weight:g}, distilled from {args.refine_steps}-step refinement of {args.pool} frames",
+                   evaluate(codec, sets), base, start)
+        else:
+            only_trainable(model, model.encoder)
+            model.train()
+            opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.lr, weight_decay=0.0)
+            warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
+            for _, x in zip(range(args.steps), batches(1)):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    y = model.encoder(model.pad(x))
+                signed = binarize(y.float(), args.temperature)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    rec = model.decoder(signed)
+                loss = F.mse_loss(rec.float(), x)
+                if weight:
+                    loss = loss + weight * context_bits(fnet, signed).mean() / pixels
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                warm.step()
+            model.eval()
+            report(f"weight {weight:g}", evaluate(codec, sets), base, start)
         if not args.decoder_steps:
             continue
-        only_trainable(model.decoder)  # the decoder fine-tuned on the new, fixed codes
+        only_trainable(model, model.decoder)  # the decoder fine-tuned on the new, fixed codes
         model.train()
         opt = torch.optim.AdamW(model.decoder.parameters(), lr=args.decoder_lr, weight_decay=0.0)
         warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
@@ -151,7 +207,6 @@ def main() -> None:
         report(f"weight {weight:g}, then decoder {args.decoder_steps} steps", evaluate(codec, sets), base, start)
     model.encoder.load_state_dict(encoder0)
     model.decoder.load_state_dict(decoder0)
-    model.encoder.load_state_dict(encoder0)
 
 
 if __name__ == "__main__":
