@@ -44,7 +44,8 @@ KEYS = ("w1", "b1", "w2", "b2", "mix", "prev", "mix_bias", "out", "head", "out_b
 class _Order:
     """Where each (diagonal, group) step's cells lie, for one latent shape and one channel grouping."""
 
-    tokens: tuple  # per diagonal: (ii, jj) int arrays of its tokens
+    tokens: tuple  # per diagonal: (neighbours, own) flat indices into the padded (h+4) x (w+4) grid:
+    #                (n * 8,) each token's neighbours in NEIGHBOURS' order, token by token, and (n,) the tokens
     flat: np.ndarray  # (n,) raster index (c, i, j) of every cell in coding order
 
 
@@ -55,7 +56,7 @@ def _order(shape: tuple[int, int, int], groups: tuple[tuple[int, ...], ...]) -> 
     for d in range(h + w - 1):
         ii = np.arange(max(0, d - w + 1), min(h, d + 1))
         jj = d - ii
-        tokens.append((ii, jj))
+        tokens.append((_neighbour_index(ii, jj, w), (ii + PAD) * (w + 2 * PAD) + jj + PAD))
         for group in groups:  # a group's cells: channel by channel, each over the diagonal's tokens
             flat.append(((np.array(group)[:, None] * h + ii) * w + jj).ravel())
     return _Order(tuple(tokens), np.concatenate(flat))
@@ -100,13 +101,13 @@ class ContextNet:
         self.ranges = tuple((group[0], group[-1] + 1) for group in self.groups)
         self.prev_of = tuple(self.prev[:, lo * k : hi * k].copy() for lo, hi in self.ranges)
         self.out, self.headt, self.out_bias = f["out"], f["head"].T.copy(), f["out_bias"]
-        self.act, self.sigmoid = f["act"], f["sigmoid"]
+        self.act = f["act"]
+        self.p_one = f["sigmoid"] / PROB_ONE  # P(1) as a fraction: exact, PROB_ONE being a power of two
 
     # --- integer arithmetic (values held in float64, all integers) ----------------------------------
     def _activate(self, acc: np.ndarray, scale_exp: int) -> np.ndarray:
         """acc at real scale 2^-scale_exp -> act table's output (scale 2^-ACT_OUT)."""
-        idx = np.floor(acc * 2.0 ** (ACT_IN - scale_exp) + (0.5 + ACT_RANGE))
-        return self.act[np.clip(idx, 0, 2 * ACT_RANGE - 1).astype(np.intp)]
+        return self.act[_table_index(acc * 2.0 ** (ACT_IN - scale_exp), 0.5 + ACT_RANGE, 2 * ACT_RANGE - 1)]
 
     def trunk(self, x: np.ndarray) -> np.ndarray:
         """(N, 8C) neighbour symbols in {-1, 0, 1} -> (N, H) hidden state, and (N, C*K) the chain's input."""
@@ -118,7 +119,10 @@ class ContextNet:
         """P(1) (N, channels of group g) as float64 multiples of 1/65536, from the trunk's outputs and the
         token's own symbols `own` (N, C) in {-1, 0, 1} (only earlier groups are read)."""
         (lo, hi), k = self.ranges[g], self.width
-        pre = (mixed[:, lo * k : hi * k] + own @ self.prev_of[g]).reshape(len(own), hi - lo, k)  # (N, g, K)
+        pre = mixed[:, lo * k : hi * k]
+        if lo:  # the first group reads none of its token's channels: its `prev_of` is all zeros
+            pre = pre + own @ self.prev_of[g]
+        pre = pre.reshape(len(own), hi - lo, k)  # (N, g, K)
         z = self._activate(pre, self.em + ACT_OUT)
         return self._sigmoid(z @ self.out + head[:, lo:hi] + self.out_bias[lo:hi])
 
@@ -131,15 +135,32 @@ class ContextNet:
 
     def _sigmoid(self, logit: np.ndarray) -> np.ndarray:
         """logit at scale 2^-(eo + ACT_OUT) -> P(1) as float64 multiples of 1/65536."""
-        idx = np.floor(logit * 2.0 ** (LOGIT_IN - self.eo - ACT_OUT) + (0.5 + LOGIT_RANGE))
-        return self.sigmoid[np.clip(idx, 0, 2 * LOGIT_RANGE - 1).astype(np.intp)] / PROB_ONE
+        idx = _table_index(logit * 2.0 ** (LOGIT_IN - self.eo - ACT_OUT), 0.5 + LOGIT_RANGE, 2 * LOGIT_RANGE - 1)
+        return self.p_one[idx]
 
 
-def _features(grid: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
-    """grid (B, C, h+4, w+4) in {-1, 0, 1}, padded by 2 -> (B * n, 8C) neighbour symbols of tokens (ii, jj)."""
-    parts = [grid[:, :, ii + PAD + di, jj + PAD + dj] for di, dj in NEIGHBOURS]  # each (B, C, n)
-    x = np.concatenate(parts, axis=1)  # (B, 8C, n)
-    return x.transpose(0, 2, 1).reshape(-1, x.shape[1])
+def _table_index(scaled: np.ndarray, offset: float, top: int) -> np.ndarray:
+    """floor(scaled + offset) clipped to [0, top], as table indices; `scaled` is a fresh array, used in place
+    (a decode step's arrays are small: ufuncs in place, not np.clip's wrapper, keep its overhead low)."""
+    scaled += offset
+    np.floor(scaled, out=scaled)
+    np.maximum(scaled, 0, out=scaled)
+    np.minimum(scaled, top, out=scaled)
+    return scaled.astype(np.intp)
+
+
+def _neighbour_index(ii: np.ndarray, jj: np.ndarray, w: int) -> np.ndarray:
+    """Tokens (ii, jj) of a grid w wide -> (n * 8,) flat indices of their NEIGHBOURS in the grid padded by 2."""
+    di, dj = (np.array(d) for d in zip(*NEIGHBOURS))
+    return ((ii[:, None] + PAD + di) * (w + 2 * PAD) + jj[:, None] + PAD + dj).ravel()
+
+
+def _features(grid: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """grid (B, C, h+4, w+4) in {-1, 0, 1}, padded by 2, and (n * 8,) flat indices of n tokens' neighbours
+    (`_order`) -> (B * n, 8C) their neighbour symbols, neighbour by neighbour, channel by channel."""
+    b, c = grid.shape[:2]
+    x = grid.reshape(b, c, -1)[:, :, neighbours]  # (B, C, n * 8)
+    return x.reshape(b, c, -1, len(NEIGHBOURS)).transpose(0, 2, 3, 1).reshape(-1, len(NEIGHBOURS) * c)
 
 
 def _signed(symbols: np.ndarray) -> np.ndarray:
@@ -155,7 +176,7 @@ def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
     b, channels, h, w = symbols.shape
     grid = _signed(symbols)
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # raster tokens
-    _, mixed, head = net.trunk(_features(grid, ii, jj))  # (B*h*w, C*K), (B*h*w, C)
+    _, mixed, head = net.trunk(_features(grid, _neighbour_index(ii, jj, w)))  # (B*h*w, C*K), (B*h*w, C)
     own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels)  # (B*h*w, C)
     p = net.all_probabilities(mixed, head, own)  # (B*h*w, C)
     raster = p.reshape(b, h * w, channels).transpose(0, 2, 1).reshape(b, -1)  # (B, C*h*w) in (c, i, j) order
@@ -240,9 +261,10 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
     try:
         coders = [constriction.stream.stack.AnsCoder(
             np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
-        for ii, jj in _order((channels, h, w), net.groups).tokens:
-            n = len(ii)
-            _, mixed, head = net.trunk(_features(grid, ii, jj))
+        flat_grid = grid.reshape(b, channels, -1)  # a view: writes below land in `grid`
+        for neighbours, at in _order((channels, h, w), net.groups).tokens:
+            n = len(at)
+            _, mixed, head = net.trunk(_features(grid, neighbours))
             own = np.zeros((b * n, channels))  # the tokens' own channels, filled group by group
             for g, (lo, hi) in enumerate(net.ranges):
                 p = net.group_probabilities(mixed, head, own, g)  # (B*n, hi - lo)
@@ -251,7 +273,7 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
                     bits[k, : p.shape[1]] = coder.decode(model, p[k])
                 signed = bits[:, : p.shape[1]].reshape(b, hi - lo, n) * 2.0 - 1  # (B, g, n)
                 own[:, lo:hi] = signed.transpose(0, 2, 1).reshape(b * n, hi - lo)
-                grid[:, lo:hi, ii + PAD, jj + PAD] = signed
+                flat_grid[:, lo:hi, at] = signed
         exact = all(coder.is_empty() for coder in coders)
     except Exception as e:  # constriction reports invalid data as ValueError/AssertionError/etc.
         raise BitstreamError(f"damaged payload: the context-net decoder failed ({e})") from None
