@@ -1,0 +1,89 @@
+"""Probe: temporally held bits in clips. Off a keyframe, every bit the encoder is least sure of (|y| below
+the frame's q-quantile of |y|) keeps the previous frame's value, so more bits repeat and the temporal
+table codes them cheaply, at some cost in PSNR. Bytes a frame of clip archives (keyframe every K,
+headers, records and index counted; each record the shortest kind, as `compress` writes clips) and
+mean PSNR, against the same frames coded alone, at the sequences' frame rate and at half of it.
+
+    compressor fit-context vit.default --images ../shared/data/train/driving ../shared/data/train/photos \
+        --exclude 'cityscapes_seq0002_*' --exclude 'cityscapes_seq0003_*' --exclude 'sullychen_03*' \
+        --net --crops 1 --net-steps 3000 --out /tmp/heldout.safetensors
+    python docs/scripts/temporal_hold_probe.py /tmp/heldout.safetensors \
+        --only 'cityscapes_seq0002_*' --only 'cityscapes_seq0003_*'
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import compressor
+from compressor.clip import ClipHeader, ClipWriter
+from compressor.clip_coding import encode_frames
+from compressor.context_fit import load_frames
+from compressor.metrics import psnr
+
+DRIVING = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train" / "driving"
+
+
+def held_codes(latent: torch.Tensor, share: float, interval: int) -> list[np.ndarray]:
+    """(N, C, h, w) latents of consecutive frames -> uint8 codes, off keyframes the `share` least sure
+    bits of each frame held at the previous frame's value."""
+    codes = []
+    for t, y in enumerate(latent):
+        code = (y > 0).to(torch.uint8)  # (C, h, w)
+        if t % interval and share > 0:
+            unsure = y.abs() < torch.quantile(y.abs().flatten(), share)
+            code = torch.where(unsure, codes[-1], code)
+        codes.append(code)
+    return [c.numpy() for c in codes]
+
+
+def archive_bytes(codec, symbols: list[np.ndarray], interval: int, temporal: bool) -> int:
+    f = io.BytesIO()
+    writer = ClipWriter(f, ClipHeader(codec.model_id, 128, 256, None, interval))
+    prevs = [None if not temporal or t % interval == 0 else symbols[t - 1] for t in range(len(symbols))]
+    for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
+        writer.add(kind, payload)
+    writer.close()
+    return len(f.getvalue())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--only", action="append", required=True, metavar="GLOB", help="one sequence's file names")
+    p.add_argument("--data", default=str(DRIVING))
+    p.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
+    p.add_argument("--keyframe-interval", type=int, default=30)
+    args = p.parse_args()
+    codec = compressor.load(args.checkpoint)
+    k = args.keyframe_interval
+    print("| frames | held share | coded alone | temporal archive | PSNR |")
+    print("|---|---|---|---|---|")
+    for step in (1, 2):
+        totals: dict[float, list] = {}
+        for glob in args.only:
+            files = sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, glob))[::step]
+            frames = load_frames(files)  # (N, 128, 256, 3) uint8
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+            with torch.no_grad():
+                latent = codec._encode_latent(x, None)  # (N, C, h, w), as the codec encodes
+            for share in args.shares:
+                symbols = held_codes(latent, share, k)
+                decoded = codec.frames_from_symbols(np.stack(symbols), (128, 256))
+                t = totals.setdefault(share, [0, 0, 0.0, 0])
+                t[0] += archive_bytes(codec, symbols, k, temporal=False)
+                t[1] += archive_bytes(codec, symbols, k, temporal=True)
+                t[2] += sum(psnr(a, d) for a, d in zip(frames, decoded))
+                t[3] += len(symbols)
+        for share, (alone, temporal, total_psnr, n) in totals.items():
+            print(f"| {n}, every {step} | {share:g} | {alone / n:.1f} B | {temporal / n:.1f} B | {total_psnr / n:.3f} dB |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
