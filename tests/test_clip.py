@@ -183,7 +183,8 @@ def test_clip_from_a_folder(tmp_path, tiny, tiny_path, frame):
     got = _frames_dir(out)
     want = tiny.from_tokens(tiny.tokens([np.roll(frame, 8 * i, axis=1) for i in range(3)]))
     assert all(np.array_equal(got[f"frame_{i:06d}.png"], want[i]) for i in range(3))
-    assert clip.ClipReader(open(archive, "rb")).header.fps == 10.0
+    header = clip.ClipReader(open(archive, "rb")).header
+    assert header.fps == 10.0 and header.keyframe_interval == 10  # the default K: random access decodes <= 10 records
 
 
 def _decompress_damaged(archive, offset: int, flip: int, model, capsys):
