@@ -205,8 +205,8 @@ def encode(symbols: np.ndarray, net: ContextNet) -> bytes:
     return encode_many([symbols], net)[0]
 
 
-# Tokens per pass of `encode_many`: the trunk's float64 activations stay near 100 MB (224 columns of
-# the chain's input a token), whatever the batch or image size.
+# Tokens per pass of `encode_many`: the chain's float64 input (224 columns a token) stays near 120 MB,
+# whatever the batch or image size.
 TOKENS_PER_PASS = 65536
 
 
@@ -215,7 +215,7 @@ def encode_many(symbols, net: ContextNet) -> list[bytes]:
 
     The probabilities of many frames come from one pass of the net (a batched product of the same
     integers, so each frame's bytes are those `encode` writes alone); a batch of 32 128x256 frames
-    codes about four times faster than frame by frame."""
+    codes in 23 ms against 29 ms frame by frame (2 cores of an AMD EPYC)."""
     import constriction
 
     from compressor.context_model import _check_symbols, _model
