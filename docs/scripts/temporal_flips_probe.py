@@ -1,0 +1,81 @@
+"""Probe: a rate-aware flip search for clips, under the temporal table given the previous frame's final
+code. Frame by frame (sequences side by side as a batch), `search.flip_symbols` minimises MSE +
+w x bits, the bits those of the table the record will likely use: the temporal table off a keyframe,
+the spatial one on it (`context_rate.ContextRate`). Bytes a frame of clip archives (keyframe every K,
+headers, records and index counted; each record the shortest kind, as `compress` writes clips) and
+mean PSNR, against plain encoding coded alone (independent coding) and as clips write it today.
+
+    python docs/scripts/temporal_flips_probe.py /tmp/heldout.safetensors \
+        --only 'cityscapes_seq0002_*' --only 'cityscapes_seq0003_*'
+
+(checkpoint: see docs/scripts/temporal_hold_probe.py; its tables and net never saw these sequences)
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import compressor
+from compressor.context_fit import load_frames
+from compressor.context_model import TEMPORAL
+from compressor.context_rate import ContextRate
+from compressor.metrics import psnr
+from compressor.search import flip_symbols
+
+from temporal_hold_probe import DRIVING, archive_bytes  # noqa: E402  (this folder's sibling probe)
+
+
+def searched_codes(codec, frames: np.ndarray, rounds: int, weight: float, interval: int) -> np.ndarray:
+    """frames (S, T, H, W, 3) uint8, S sequences of T frames -> codes (S, T, C, h, w), searched frame by frame."""
+    tables = codec._tables.arrays
+    bf16 = codec.decode_precision == "bf16"
+    codes = []
+    for t in range(frames.shape[1]):
+        x = torch.from_numpy(frames[:, t]).permute(0, 3, 1, 2).float() / 255  # (S, 3, H, W)
+        latent = codec._encode_latent(x, None)
+        if not weight:
+            rate = None
+        elif t % interval == 0:
+            rate = ContextRate(tables["spatial"])
+        else:
+            rate = ContextRate(tables["temporal"], layout=TEMPORAL, prev=torch.from_numpy(codes[-1]))
+        code = latent.gt(0).to(torch.uint8) if not rounds else flip_symbols(
+            codec.model, x, rounds=rounds, bf16=bf16, latent=latent, rate=rate, rate_weight=weight)
+        codes.append(code.numpy())
+    return np.stack(codes, axis=1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--only", action="append", required=True, metavar="GLOB", help="one sequence's file names")
+    p.add_argument("--data", default=str(DRIVING))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--weights", type=float, nargs="+", default=[0.0, 2e-6, 4e-6, 8e-6])
+    p.add_argument("--keyframe-interval", type=int, default=10)
+    args = p.parse_args()
+    codec = compressor.load(args.checkpoint)
+    k = args.keyframe_interval
+    print("| frames | search | coded alone | clip archive | PSNR |")
+    print("|---|---|---|---|---|")
+    for step in (1, 2):
+        seqs = [sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, g))[::step] for g in args.only]
+        length = min(len(s) for s in seqs)
+        frames = np.stack([load_frames(s[:length]) for s in seqs])  # (S, T, H, W, 3)
+        for rounds, weight in [(0, 0.0)] + [(args.rounds, w) for w in args.weights]:
+            codes = searched_codes(codec, frames, rounds, weight, k)
+            alone = sum(archive_bytes(codec, list(c), k, temporal=False) for c in codes)
+            clip = sum(archive_bytes(codec, list(c), k, temporal=True) for c in codes)
+            decoded = [codec.frames_from_symbols(c, (128, 256)) for c in codes]
+            quality = np.mean([psnr(a, d) for f, dec in zip(frames, decoded) for a, d in zip(f, dec)])
+            n = codes.shape[0] * codes.shape[1]
+            search = "plain" if not rounds else f"flips {rounds}, w = {weight:g}"
+            print(f"| {n}, every {step} | {search} | {alone / n:.1f} B | {clip / n:.1f} B | {quality:.3f} dB |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
