@@ -17,6 +17,7 @@ import numpy as np
 
 from compressor import bitstream, context_model, context_net, entropy_coder
 from compressor.checkpoint import ModelCard
+from compressor.clip_coding import decode_frames, encode_frame, encode_frames
 from compressor.device import check_device, fast_bf16  # both still importable from here
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_pixels, to_pil, to_rgb_array
@@ -156,8 +157,6 @@ class Codec:
                 return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t),
                                     rate=rate, rate_weight=rate_weight)
             return self._encode_symbols(x, t)
-        from compressor.clip_coding import encode_frames
-
         symbols = self._run_batched(arrays, symbols_of)
         records = encode_frames(symbols, self._cdf, self._tables, net=self._net)  # the net's pass batched
         return [self._packed(record, a.shape[:2], self._tiling_for(*a.shape[:2], tile, overlap))
@@ -204,15 +203,12 @@ class Codec:
         return Tiling(self.tile, overlap) if gh > self.tile[0] or gw > self.tile[1] else None
 
     def _pack(self, symbols: np.ndarray, size: tuple[int, int], tiling: Tiling | None = None) -> bytes:
-        # The shortest of the per-channel and the context coding (version 1 on a tie, which older
-        # readers decode too), and raw bits unless it is shorter than them: a 128x256 frame's payload
-        # stays at 224 bytes or fewer. The choice is the clip records' (`clip_coding.encode_frame`).
-        from compressor.clip_coding import encode_frame
-
         return self._packed(encode_frame(symbols, self._cdf, self._tables, net=self._net), size, tiling)
 
     def _packed(self, record: tuple[int, bytes], size: tuple[int, int], tiling: Tiling | None = None) -> bytes:
-        """A `.bin` file of one frame's (kind, payload), as `clip_coding.encode_frame(s)` chose them."""
+        """A `.bin` file of one frame's (kind, payload) as `clip_coding.encode_frame(s)` chose them: the
+        shortest coding (the older version on a tie), raw bits unless something is shorter (so a
+        128x256 frame's payload stays at 224 bytes or fewer), as the clip records choose."""
         from compressor.clip import CONTEXT, NET, RAW
 
         kind, payload = record
@@ -305,7 +301,6 @@ class Codec:
         """`_parse` of many files; context-coded payloads of one latent shape are decoded together
         (`clip_coding.decode_frames`: one numpy step per wavefront or net step for the whole batch)."""
         from compressor.clip import CHANNEL, CONTEXT, NET, RAW
-        from compressor.clip_coding import decode_frames
         from compressor.tiling import Tiling
 
         checked = [self._check(d) for d in datas]
