@@ -12,10 +12,6 @@ mean PSNR, against plain encoding coded alone (independent coding) and as clips 
 """
 from __future__ import annotations
 
-import argparse
-import fnmatch
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -26,7 +22,7 @@ from compressor.context_rate import ContextRate
 from compressor.metrics import psnr
 from compressor.search import flip_symbols
 
-from temporal_hold_probe import DRIVING, archive_bytes  # noqa: E402  (this folder's sibling probe)
+from temporal_hold_probe import archive_bytes, sequence_files, sequence_parser  # this folder's sibling probe
 
 
 def searched_codes(codec, frames: np.ndarray, rounds: int, weight: float, interval: int) -> np.ndarray:
@@ -50,20 +46,16 @@ def searched_codes(codec, frames: np.ndarray, rounds: int, weight: float, interv
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint")
-    p.add_argument("--only", action="append", required=True, metavar="GLOB", help="one sequence's file names")
-    p.add_argument("--data", default=str(DRIVING))
+    p = sequence_parser(__doc__.splitlines()[0], keyframe_interval=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 2e-6, 4e-6, 8e-6])
-    p.add_argument("--keyframe-interval", type=int, default=10)
     args = p.parse_args()
     codec = compressor.load(args.checkpoint)
     k = args.keyframe_interval
     print("| frames | search | coded alone | clip archive | PSNR |")
     print("|---|---|---|---|---|")
     for step in (1, 2):
-        seqs = [sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, g))[::step] for g in args.only]
+        seqs = sequence_files(args, step)
         length = min(len(s) for s in seqs)
         frames = np.stack([load_frames(s[:length]) for s in seqs])  # (S, T, H, W, 3)
         for rounds, weight in [(0, 0.0)] + [(args.rounds, w) for w in args.weights]:

@@ -52,13 +52,24 @@ def archive_bytes(codec, symbols: list[np.ndarray], interval: int, temporal: boo
     return len(f.getvalue())
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sequence_parser(description: str, keyframe_interval: int) -> argparse.ArgumentParser:
+    """The arguments both temporal probes take: a checkpoint, held-out sequences, K."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("checkpoint")
     p.add_argument("--only", action="append", required=True, metavar="GLOB", help="one sequence's file names")
     p.add_argument("--data", default=str(DRIVING))
+    p.add_argument("--keyframe-interval", type=int, default=keyframe_interval)
+    return p
+
+
+def sequence_files(args, step: int) -> list[list[Path]]:
+    """Each --only sequence's files in order, every `step`th."""
+    return [sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, g))[::step] for g in args.only]
+
+
+def main() -> None:
+    p = sequence_parser(__doc__.splitlines()[0], keyframe_interval=30)
     p.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
-    p.add_argument("--keyframe-interval", type=int, default=30)
     args = p.parse_args()
     codec = compressor.load(args.checkpoint)
     k = args.keyframe_interval
@@ -66,8 +77,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for step in (1, 2):
         totals: dict[float, list] = {}
-        for glob in args.only:
-            files = sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, glob))[::step]
+        for files in sequence_files(args, step):
             frames = load_frames(files)  # (N, 128, 256, 3) uint8
             x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
             with torch.no_grad():
