@@ -33,10 +33,10 @@ import compressor
 from compressor import context_net_fit
 from compressor.bottleneck import binarize, hard_sign
 from compressor.context_fit import load_frames, select_files
+from compressor.images import to_rgb_array
 from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 from compressor.search import refine_symbols
-from compressor.images import to_rgb_array
 from compressor.training.data import find_images
 
 AVIF_DB_PER_BYTE = 0.0135
