@@ -213,7 +213,8 @@ def test_damaged_frame_is_named_and_the_rest_written(tmp_path, video, tiny_path,
     assert len(frames) == 14 and (frames[6] == 128).all()
 
 
-@pytest.mark.parametrize("case", ["header", "index", "range", "same", "nonempty", "zero_frames", "format", "image"])
+@pytest.mark.parametrize("case", ["header", "index", "range", "same", "nonempty", "zero_frames", "format", "image",
+                                  "refine", "weight_alone", "weight_no_tables"])
 def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
     archive = tmp_path / "clip.bin"
     assert compress_main([str(video), str(archive), "--model", str(tiny_path), "-q"]) == 0
@@ -239,6 +240,10 @@ def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
         argv, main = [str(empty), str(tmp_path / "e.bin"), "--model", str(tiny_path)], compress_main
     elif case == "format":
         argv, main = [str(archive), str(tmp_path / "out.webm"), "--model", str(tiny_path)], decompress_main
+    elif case in ("refine", "weight_alone", "weight_no_tables"):  # searches a clip does not take
+        extra = {"refine": ["--refine", "2"], "weight_alone": ["--rate-weight", "1e-5"],
+                 "weight_no_tables": ["--flips", "1", "--rate-weight", "1e-5"]}[case]
+        argv, main = [str(video), str(tmp_path / "c2.bin"), "--model", str(tiny_path), *extra], compress_main
     else:  # one image cannot hold a clip
         argv, main = [str(archive), str(tmp_path / "out.png"), "--model", str(tiny_path)], decompress_main
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
@@ -302,6 +307,52 @@ def test_temporal_clip_random_access_and_damage(tmp_path, tiny_ctx, tiny_ctx_pat
     assert f"frame {first_temporal}: damaged record" in err and "Traceback" not in err
     names = {p.name for p in out.iterdir()}
     assert names == {f"frame_{i:06d}.png" for i in range(10) if i not in lost}  # from the next keyframe on, fine
+
+
+def test_searched_clips_decode_and_the_rate_weight_makes_them_smaller(tmp_path, tiny_ctx, tiny_ctx_path):
+    """`compress clip --flips R [--rate-weight W]`: records of the searched codes, which decode like any
+    clip; a large weight under the temporal table gives fewer bytes than the plain archive."""
+    video = make_clip(tmp_path / "slow.mp4", frames=10, motion=1)
+    sizes = {}
+    for name, extra in (("plain", []), ("flips", ["--flips", "2"]), ("rate", ["--flips", "2", "--rate-weight", "1e-3"])):
+        archive = tmp_path / f"{name}.bin"
+        argv = [str(video), str(archive), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q", *extra]
+        assert compress_main(argv) == 0
+        out = tmp_path / name
+        assert decompress_main([str(archive), str(out), "--model", str(tiny_ctx_path), "-q"]) == 0
+        assert len(_frames_dir(out)) == 10
+        sizes[name] = archive.stat().st_size
+    assert sizes["rate"] < sizes["plain"]
+
+
+def test_the_clip_search_scores_each_frame_under_the_table_its_record_uses(tiny_ctx, frame):
+    """flip_clip_symbols: keyframes under the spatial table, the others under the temporal one given the
+    previous frame's plain code; each frame's code never scores worse than its plain code there."""
+    import torch
+
+    from compressor.context_model import TEMPORAL
+    from compressor.context_rate import ContextRate
+    from compressor.search import flip_clip_symbols, flip_symbols
+
+    frames = np.stack([np.roll(frame, 4 * i, axis=1) for i in range(4)])
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    model, tables = tiny_ctx.model, tiny_ctx._tables.arrays
+    latent = model.encode_latent(model.pad(x)).detach()
+    keyframe = torch.tensor([True, False, False, True])
+    weight = 1e-4
+    codes = flip_clip_symbols(model, x, rounds=3, latent=latent, keyframe=keyframe, tables=tables, rate_weight=weight)
+    plain = (latent >= 0).to(torch.uint8)
+    for i in range(4):
+        rate = (ContextRate(tables["spatial"]) if keyframe[i] else
+                ContextRate(tables["temporal"], layout=TEMPORAL, prev=plain[i - 1 : i].expand(2, -1, -1, -1)))
+        with torch.inference_mode():
+            out = model.decode_symbols(torch.stack([codes[i], plain[i]]), (128, 256)).clamp(0, 1)
+        score = (out - x[i]).pow(2).mean(dim=(1, 2, 3)) + weight * rate.bits(torch.stack([codes[i], plain[i]]))
+        assert score[0] <= score[1] + 1e-7
+    assert torch.equal(flip_clip_symbols(model, x, rounds=3, latent=latent, keyframe=keyframe),
+                       flip_symbols(model, x, rounds=3, latent=latent))
+    with pytest.raises(ValueError, match="off a keyframe"):
+        flip_clip_symbols(model, x[1:], rounds=1, latent=latent[1:], keyframe=keyframe[1:], tables=tables, rate_weight=weight)
 
 
 def test_seeded_fuzz_run_has_no_crash_or_hang():

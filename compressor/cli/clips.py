@@ -33,20 +33,27 @@ def compress_clip(args) -> None:
     _check_not_input(dst, [src])
     if dst.is_dir():
         raise UserError(f"output {dst} is a folder; give a file name")
-    if args.refine or args.flips:
-        raise UserError("--refine and --flips are for single images, not clips")
+    if args.refine:
+        raise UserError("--refine is for single images; clips take --flips")
+    if args.rate_weight and not args.flips:
+        raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
     codec = compressor.load(args.model)
+    if args.rate_weight and codec._tables is None:
+        raise UserError(f"'{codec.name}' has no context tables: --rate-weight needs them (compressor fit-context)")
     sources, frames, fps, total = _frames_of(codec, [src], args.no_resize, args.fps)
     kinds: dict[int, int] = {}
 
     def write(tmp: str) -> None:
         with open(tmp, "r+b") as f, _progress(total, args.quiet, "compress") as bar:
-            writer = prev = None
+            writer = prev = plain_last = None
             for _, batch in _same_size_batches(frames, codec.batch):
                 if writer is None:
                     header = ClipHeader(codec.model_id, batch.shape[1], batch.shape[2], fps, args.keyframe_interval)
                     writer = ClipWriter(f, header)
-                symbols = list(codec.symbols_batch(batch))  # (C, h, w) each
+                if args.flips:
+                    symbols, plain_last = _searched(codec, batch, args, len(writer.lengths), plain_last)
+                else:
+                    symbols = list(codec.symbols_batch(batch))  # (C, h, w) each
                 prevs = [None if (len(writer.lengths) + i) % args.keyframe_interval == 0 else p  # None: a keyframe
                          for i, p in enumerate([prev] + symbols[:-1])]
                 for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
@@ -64,6 +71,27 @@ def compress_clip(args) -> None:
         size = dst.stat().st_size if dst.is_file() else 0
         mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
         print(f"{src} -> {dst}: {n} frames, {size} bytes ({size / n:.1f} per frame; {mix}), model {codec.name}")
+
+
+def _searched(codec, batch: np.ndarray, args, start: int, prev):
+    """Consecutive uint8 frames (N, H, W, 3), the first being frame `start` -> their codes under the --flips
+    search (`search.flip_clip_symbols`: with --rate-weight, the temporal table's bits off keyframes), and
+    the last frame's plain code; `prev` is the plain code of the frame before, None at the start."""
+    import torch
+
+    from compressor.bottleneck import symbols_from_latent
+    from compressor.search import flip_clip_symbols
+
+    tiling = codec._tiling_for(*batch.shape[1:3])
+    keyframe = (start + torch.arange(len(batch), device=codec.device)) % args.keyframe_interval == 0
+    tables = codec._tables.arrays if args.rate_weight else None
+    with torch.inference_mode():
+        x = torch.from_numpy(batch).to(codec.device).permute(0, 3, 1, 2).float().div_(255)  # (N, 3, H, W)
+        latent = codec._encode_latent(x, tiling)  # (N, C, h, w), as the codec encodes
+        codes = flip_clip_symbols(codec.model, x, rounds=args.flips, latent=latent, keyframe=keyframe, prev=prev,
+                                  tables=tables, rate_weight=args.rate_weight, tiling=tiling,
+                                  bf16=codec.decode_precision == "bf16")  # the decoder as decode will run it
+    return list(codes.cpu().numpy()), symbols_from_latent(latent[-1])
 
 
 def parse_range(text: str | None, count: int) -> tuple[int, int]:
