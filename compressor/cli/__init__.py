@@ -71,7 +71,7 @@ def compress_main(argv=None) -> int:
                    help="with --flips: minimise MSE + W x bits under the model's context tables, for smaller files "
                         "(4e-6 with --flips 8: vit.default 5 B smaller on kodak-frames, 0.04 dB ahead of plain "
                         "flips net of what those bytes buy AVIF); in a clip, under the temporal table off keyframes "
-                        "(1.6e-5 with --flips 3: about 5%% fewer bytes than plain at the same PSNR on driving clips)")
+                        "(1.6e-5 with --flips 3: 3-5%% fewer bytes than plain at about the same PSNR on driving clips)")
     p.add_argument("--no-tile", action="store_true",
                    help="vit/hybrid: code an image larger than 128x256 whole, not in tiles (slower, much worse)")
     p.add_argument("--no-overlap", action="store_true",
