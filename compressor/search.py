@@ -17,6 +17,7 @@ path, so the scores are decoding's own).
   Adam for up to about five passes and then stops gaining.
 
 Both are opt-in: `encode(..., refine=30)` or `encode(..., flips=3)`; `compress --refine 30 | --flips 3`.
+Clip archives take the flips (`flip_clip_symbols`, `compress clip.mp4 clip.bin --flips 3 --rate-weight W`).
 """
 from __future__ import annotations
 
