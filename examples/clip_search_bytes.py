@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -52,9 +53,7 @@ def main() -> None:
                 total_bytes += archive.stat().st_size
                 total_frames += len(originals)
                 archive.unlink()
-                for f in out.iterdir():
-                    f.unlink()
-                out.rmdir()
+                shutil.rmtree(out)
             print(f"| {search or 'plain'} | {total_bytes / total_frames:.1f} B | {np.mean(scores):.3f} dB | "
                   f"{total_frames / seconds:.1f} frames/s |", flush=True)
 

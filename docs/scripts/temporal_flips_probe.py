@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 import compressor
+from compressor.bottleneck import symbols_from_latent
 from compressor.context_fit import load_frames
 from compressor.context_model import TEMPORAL
 from compressor.context_rate import ContextRate
-from compressor.metrics import psnr
 from compressor.search import flip_symbols
 
-from temporal_hold_probe import archive_bytes, sequence_files, sequence_parser  # this folder's sibling probe
+from temporal_hold_probe import score, sequence_files, sequence_parser  # this folder's sibling probe
 
 
 def searched_codes(codec, frames: np.ndarray, rounds: int, weight: float, interval: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def searched_codes(codec, frames: np.ndarray, rounds: int, weight: float, interv
             rate = ContextRate(tables["spatial"])
         else:
             rate = ContextRate(tables["temporal"], layout=TEMPORAL, prev=torch.from_numpy(codes[-1]))
-        code = latent.gt(0).to(torch.uint8) if not rounds else flip_symbols(
+        code = symbols_from_latent(latent) if not rounds else flip_symbols(
             codec.model, x, rounds=rounds, bf16=bf16, latent=latent, rate=rate, rate_weight=weight)
         codes.append(code.numpy())
     return np.stack(codes, axis=1)
@@ -60,13 +60,11 @@ def main() -> None:
         frames = np.stack([load_frames(s[:length]) for s in seqs])  # (S, T, H, W, 3)
         for rounds, weight in [(0, 0.0)] + [(args.rounds, w) for w in args.weights]:
             codes = searched_codes(codec, frames, rounds, weight, k)
-            alone = sum(archive_bytes(codec, list(c), k, temporal=False) for c in codes)
-            clip = sum(archive_bytes(codec, list(c), k, temporal=True) for c in codes)
-            decoded = [codec.frames_from_symbols(c, (128, 256)) for c in codes]
-            quality = np.mean([psnr(a, d) for f, dec in zip(frames, decoded) for a, d in zip(f, dec)])
+            alone, clip, total_psnr = (sum(v) for v in zip(*(score(codec, f, list(c), k) for f, c in zip(frames, codes))))
             n = codes.shape[0] * codes.shape[1]
             search = "plain" if not rounds else f"flips {rounds}, w = {weight:g}"
-            print(f"| {n}, every {step} | {search} | {alone / n:.1f} B | {clip / n:.1f} B | {quality:.3f} dB |", flush=True)
+            print(f"| {n}, every {step} | {search} | {alone / n:.1f} B | {clip / n:.1f} B | {total_psnr / n:.3f} dB |",
+                  flush=True)
 
 
 if __name__ == "__main__":

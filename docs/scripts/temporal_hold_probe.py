@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import compressor
+from compressor.bottleneck import symbols_from_latent
 from compressor.clip import ClipHeader, ClipWriter
 from compressor.clip_coding import encode_frames
 from compressor.context_fit import load_frames
@@ -34,7 +35,7 @@ def held_codes(latent: torch.Tensor, share: float, interval: int) -> list[np.nda
     bits of each frame held at the previous frame's value."""
     codes = []
     for t, y in enumerate(latent):
-        code = (y > 0).to(torch.uint8)  # (C, h, w)
+        code = symbols_from_latent(y)  # (C, h, w), the codec's rule
         if t % interval and share > 0:
             unsure = y.abs() < torch.quantile(y.abs().flatten(), share)
             code = torch.where(unsure, codes[-1], code)
@@ -50,6 +51,14 @@ def archive_bytes(codec, symbols: list[np.ndarray], interval: int, temporal: boo
         writer.add(kind, payload)
     writer.close()
     return len(f.getvalue())
+
+
+def score(codec, frames: np.ndarray, symbols: list[np.ndarray], interval: int) -> tuple[int, int, float]:
+    """One sequence's frames (T, H, W, 3) and codes -> (archive bytes coded alone, as a clip, PSNR summed
+    over its frames)."""
+    decoded = codec.frames_from_symbols(np.stack(symbols), (128, 256))
+    return (archive_bytes(codec, symbols, interval, temporal=False), archive_bytes(codec, symbols, interval, temporal=True),
+            sum(psnr(a, d) for a, d in zip(frames, decoded)))
 
 
 def sequence_parser(description: str, keyframe_interval: int) -> argparse.ArgumentParser:
@@ -84,12 +93,9 @@ def main() -> None:
                 latent = codec._encode_latent(x, None)  # (N, C, h, w), as the codec encodes
             for share in args.shares:
                 symbols = held_codes(latent, share, k)
-                decoded = codec.frames_from_symbols(np.stack(symbols), (128, 256))
                 t = totals.setdefault(share, [0, 0, 0.0, 0])
-                t[0] += archive_bytes(codec, symbols, k, temporal=False)
-                t[1] += archive_bytes(codec, symbols, k, temporal=True)
-                t[2] += sum(psnr(a, d) for a, d in zip(frames, decoded))
-                t[3] += len(symbols)
+                for j, value in enumerate((*score(codec, frames, symbols, k), len(symbols))):
+                    t[j] += value
         for share, (alone, temporal, total_psnr, n) in totals.items():
             print(f"| {n}, every {step} | {share:g} | {alone / n:.1f} B | {temporal / n:.1f} B | {total_psnr / n:.3f} dB |",
                   flush=True)
