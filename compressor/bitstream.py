@@ -1,7 +1,7 @@
 """The .bin format: pure bytes in, bytes out, no torch.
 
     byte 0      magic 0xCF
-    byte 1      high nibble: format version; low nibble: flags
+    byte 1      high nibble: format version; low nibble: flags (versions 1-3) or coding (version 4)
                   version 1: payload coded with the per-channel table (`entropy_coder`) or raw bits
                   version 2: payload coded with the context table (`context_model`, spatial layout)
                   version 3: payload coded with the context net (`context_net`)
@@ -9,16 +9,22 @@
                   bit 1  long size: H and W as 2 x uint16 (1) or packed into 3 bytes (0)
                   bit 2  tiled: the latent was coded in tiles of the model's training frame
                   bit 3  overlap (only with bit 2): the tiles overlapped by half a tile and were blended
+                version 4: the standard frame (128x256, the 14x128 latent) with no size field; the low
+                  nibble says how the payload is coded: bits 0-1 = 0 raw bits, 1 per-channel table,
+                  2 context table, 3 context net (as versions 1-3 code them); bits 2-3 a frame size
+                  code, 0 = 128x256 (1-3 are reserved and refused)
     bytes 2-3   model id (uint16, big-endian): first 16 bits of the SHA-256 of the writer's weights
-    size        short form (3 bytes): H-1 and W-1 as two 12-bit numbers, for sides up to 4096
-                long form  (4 bytes): H-1 and W-1 as two uint16, for sides up to 65536
+    size        versions 1-3 only. Short form (3 bytes): H-1 and W-1 as two 12-bit numbers, for sides
+                up to 4096; long form (4 bytes): H-1 and W-1 as two uint16, for sides up to 65536
     check       1 byte: CRC-8 (polynomial 0x07) over everything else (header and payload)
     payload     the rest of the file
 
-A writer keeps, frame by frame, the shortest of the version-3 context-net coding, the version-2 context
-table coding, the version-1 per-channel coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A 128x256 frame
-has an 8-byte header. The check byte catches every single-bit error and burst of
-up to 8 bits, and all but 1 in 256 other corruptions, which a raw bit payload could not otherwise reveal.
+A writer keeps, frame by frame, the shortest of the context-net coding, the context table coding, the
+per-channel coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A
+128x256 frame (untiled, as every model codes its own frame) has a 5-byte version-4 header, so 229 B is
+its worst case; any other size has an 8-byte (or 9-byte) header and versions 1-3. The check byte
+catches every single-bit error and burst of up to 8 bits, and all but 1 in 256 other corruptions, which
+a raw bit payload could not otherwise reveal.
 """
 from __future__ import annotations
 
@@ -30,7 +36,10 @@ MAGIC = 0xCF
 VERSION = 1  # per-channel table or raw bits
 VERSION_CONTEXT = 2  # context table
 VERSION_NET = 3  # context net
-VERSIONS = (VERSION, VERSION_CONTEXT, VERSION_NET)
+VERSION_STANDARD = 4  # any of the codings above, at the standard frame: no size field
+VERSIONS = (VERSION, VERSION_CONTEXT, VERSION_NET, VERSION_STANDARD)
+STANDARD_FRAME = (128, 256)  # (H, W) a version-4 header stands for: every shipped model's frame
+CODINGS = ("raw", "channel", "context", "net")  # a version-4 header's bits 0-1
 FLAG_RAW = 0x1
 FLAG_LONG_SIZE = 0x2
 FLAG_TILED = 0x4
@@ -73,6 +82,7 @@ class Header:
     overlap: bool = False  # ... in overlapping, blended windows (only with tiled)
     context: bool = False  # payload coded with the context table (format version 2)
     net: bool = False  # payload coded with the context net (format version 3)
+    standard: bool = False  # version-4 header: the standard frame, no size field (any of the codings)
 
     def __post_init__(self):
         if self.overlap and not self.tiled:
@@ -81,13 +91,27 @@ class Header:
             raise ValueError("a context-coded payload is not raw bits")
         if self.context and self.net:
             raise ValueError("a payload is coded with the context table or the context net, not both")
+        if self.standard and ((self.height, self.width) != STANDARD_FRAME or self.tiled):
+            raise ValueError(f"a version-4 header is for an untiled {STANDARD_FRAME[0]}x{STANDARD_FRAME[1]} frame")
 
     @property
     def version(self) -> int:
+        return VERSION_STANDARD if self.standard else self.coding_version
+
+    @property
+    def coding_version(self) -> int:
+        """The version that brought the payload's coding (1 per-channel or raw, 2 context table, 3 context
+        net), whatever the header's form: which of a checkpoint's ids the header's model id may be (a file
+        written before the checkpoint got its tables or net names the id it had then)."""
         return VERSION_NET if self.net else VERSION_CONTEXT if self.context else VERSION
 
+    @property
+    def coding(self) -> str:
+        """How the payload is coded: one of CODINGS, whatever the header's form."""
+        return "raw" if self.raw else "net" if self.net else "context" if self.context else "channel"
+
     def size_bytes(self) -> int:
-        return 5 + (4 if self.long_size else 3)
+        return 5 if self.standard else 5 + (4 if self.long_size else 3)
 
     @property
     def long_size(self) -> bool:
@@ -106,6 +130,9 @@ def pack(header: Header, payload: bytes) -> bytes:
     check_size(header.height, header.width)
     if not 0 <= header.model_id < 1 << 16:
         raise ValueError(f"model id {header.model_id} does not fit 16 bits")
+    if header.standard:
+        body = bytes([MAGIC, (VERSION_STANDARD << 4) | CODINGS.index(header.coding)]) + header.model_id.to_bytes(2, "big")
+        return body + bytes([crc8(body + payload)]) + payload
     flags = ((FLAG_RAW if header.raw else 0) | (FLAG_LONG_SIZE if header.long_size else 0)
              | (FLAG_TILED if header.tiled else 0) | (FLAG_OVERLAP if header.overlap else 0))
     h, w = header.height - 1, header.width - 1
@@ -127,6 +154,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if version not in VERSIONS:
         raise BitstreamError(f"unsupported .bin format version {version} "
                              f"(this library reads versions {', '.join(map(str, VERSIONS))})")
+    if version == VERSION_STANDARD:
+        return _unpack_standard(data, flags)
     if version != VERSION and flags & FLAG_RAW:
         raise BitstreamError(f"damaged .bin header (raw flag set in a context-coded version-{version} file)")
     if flags & FLAG_OVERLAP and not flags & FLAG_TILED:
@@ -152,3 +181,18 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if crc8(body + payload) != check:
         raise BitstreamError("damaged or truncated .bin file (check byte does not match)")
     return header, payload
+
+
+def _unpack_standard(data: bytes, flags: int) -> tuple[Header, bytes]:
+    """A version-4 file (5-byte header) -> (header, payload)."""
+    if flags >> 2:
+        raise BitstreamError(f"unsupported frame size code {flags >> 2} in a version-4 .bin header "
+                             f"(this library knows code 0, {STANDARD_FRAME[0]}x{STANDARD_FRAME[1]})")
+    if len(data) < 5:
+        raise BitstreamError(f"truncated .bin file ({len(data)} bytes, header alone needs 5)")
+    coding = CODINGS[flags & 3]
+    header = Header(model_id=int.from_bytes(data[2:4], "big"), height=STANDARD_FRAME[0], width=STANDARD_FRAME[1],
+                    raw=coding == "raw", context=coding == "context", net=coding == "net", standard=True)
+    if crc8(data[:4] + data[5:]) != data[4]:
+        raise BitstreamError("damaged or truncated .bin file (check byte does not match)")
+    return header, data[5:]

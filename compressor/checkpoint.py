@@ -56,7 +56,8 @@ class ModelCard:
     context_net: dict | None = None  # the context net's integer tensors (context_net.KEYS), set by read_tensors
 
     def accepts(self, model_id: int, version: int) -> bool:
-        """Whether a .bin header with this model id and format version was written by this checkpoint."""
+        """Whether a .bin header with this model id and payload coding (`Header.coding_version`: 1 per-channel
+        or raw, 2 context table, 3 context net) was written by this checkpoint."""
         return (model_id == self.model_id or (version <= 2 and model_id == self.table_model_id)
                 or (version == 1 and model_id == self.legacy_model_id))
 

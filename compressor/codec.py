@@ -2,9 +2,9 @@
 
     Codec.encode:  image -> uint8 RGB -> model.encode_symbols (in overlapping windows for a
                    global-attention model and an image above its training frame) -> the shortest of
-                   ANS under the context table (format version 2, where the checkpoint has one), ANS
-                   under the per-channel table and raw bits (version 1) -> header (model id, size, raw,
-                   tiled and overlap flags, check byte) -> bytes
+                   ANS under the context net, the context table (where the checkpoint has them) and the
+                   per-channel table, and raw bits -> header (model id, coding, size, tiled and overlap
+                   flags, check byte; a 128x256 frame's is the 5-byte version 4) -> bytes
     Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols (cut as the header says) -> PIL image
 """
 from __future__ import annotations
@@ -214,7 +214,8 @@ class Codec:
         kind, payload = record
         header = bitstream.Header(model_id=self.model_id, height=size[0], width=size[1], raw=kind == RAW,
                                   tiled=tiling is not None, overlap=tiling is not None and tiling.overlap,
-                                  context=kind == CONTEXT, net=kind == NET)
+                                  context=kind == CONTEXT, net=kind == NET,
+                                  standard=tuple(size) == bitstream.STANDARD_FRAME and tiling is None)
         return bitstream.pack(header, payload)
 
     # --- tokens (compressor.tokens) -----------------------------------------------------------
@@ -312,14 +313,14 @@ class Codec:
     def _check(self, data: bytes) -> tuple[bitstream.Header, bytes, tuple[int, int, int]]:
         """Bytes of a .bin -> (header, payload, latent shape (C, h, w)), every check before entropy decoding."""
         header, payload = bitstream.unpack(data)
-        if not self.card.accepts(header.model_id, header.version):
+        if not self.card.accepts(header.model_id, header.coding_version):
             raise ModelMismatchError(
                 f"file was written by model {header.model_id:04x}, not by '{self.name}' ({self.model_id:04x})"
             )
         if header.context and self._tables is None:  # unreachable for a genuine id: its tables are hashed in it
-            raise bitstream.BitstreamError(f"version-2 file, but '{self.name}' has no context tables")
-        if header.net and self._net is None:  # likewise: a net is hashed into the id that writes version 3
-            raise bitstream.BitstreamError(f"version-3 file, but '{self.name}' has no context net")
+            raise bitstream.BitstreamError(f"a context-table payload, but '{self.name}' has no context tables")
+        if header.net and self._net is None:  # likewise: a net is hashed into the id that writes net payloads
+            raise bitstream.BitstreamError(f"a context-net payload, but '{self.name}' has no context net")
         check_pixels(header.height, header.width, MAX_CODEC_PIXELS)
         if header.tiled and self.tile is None:
             raise bitstream.BitstreamError(f"damaged .bin header (tiled flag set, but '{self.name}' codes images whole)")
@@ -389,7 +390,7 @@ def codec_for(data: bytes, model=None) -> Codec:
     if model is not None:
         return model if isinstance(model, Codec) else load(model)
     header, _ = bitstream.unpack(data)
-    path = find_shipped(header.model_id, header.version)
+    path = find_shipped(header.model_id, header.coding_version)
     if path is not None:
         return load(path)
     raise ModelMismatchError(

@@ -139,10 +139,10 @@ def _card_of(path: str, mtime_ns: int):
 
 
 def find_shipped(model_id: int, version: int = 1) -> Path | None:
-    """The shipped checkpoint that wrote a .bin header with this model id and format version, or None;
-    only the shipped files are looked at.
+    """The shipped checkpoint that wrote a .bin header with this model id and payload coding
+    (`Header.coding_version`), or None; only the shipped files are looked at.
 
-    A version-1 header may carry a checkpoint's legacy id (written before its context tables were added).
+    A per-channel or raw payload may carry a checkpoint's legacy id (written before its context tables were added).
     `compressor.decode` asks this for every file it decodes, so each checkpoint's header is read once
     (again only if the file changes), not once per decoded frame.
     """

@@ -12,6 +12,7 @@ network instead of stopping at the CRC.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import sys
@@ -52,7 +53,8 @@ def fix_check(data: bytes) -> bytes:
     """Recompute the CRC-8 byte of a (possibly damaged) file so the payload decoder sees the damage."""
     if len(data) < 2 or data[0] != bitstream.MAGIC:
         return data
-    header_len = 5 + (4 if data[1] & bitstream.FLAG_LONG_SIZE else 3)
+    header_len = (5 if data[1] >> 4 == bitstream.VERSION_STANDARD
+                  else 5 + (4 if data[1] & bitstream.FLAG_LONG_SIZE else 3))
     if len(data) < header_len:
         return data
     body, payload = data[: header_len - 1], data[header_len:]
@@ -105,8 +107,8 @@ def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1
 
 def seed_files(codec) -> list[bytes]:
     """Valid files to mutate: random images of several sizes and, where the checkpoint has context
-    tables (and a context net), version-2 (and version-3) files of structured latents, each coded both
-    ways whichever is shorter (random images rarely win with the context coders)."""
+    tables (and a context net), context-table (and context-net) files of structured latents, 128x256 ones
+    in both header forms (versions 2-3 and 4), each coded both ways whichever is shorter (random images rarely win with the context coders)."""
     from compressor import bitstream, context_model, context_net
 
     rng = np.random.default_rng(0)
@@ -122,9 +124,11 @@ def seed_files(codec) -> list[bytes]:
             coders = [("context", lambda s: context_model.encode(s, codec._tables))]
             if codec._net is not None:
                 coders.append(("net", lambda s: context_net.encode(s, codec._net)))
-            for kind, encode in coders:
+            forms = [False, True] if size == bitstream.STANDARD_FRAME and tiling is None else [False]
+            for (kind, encode), standard in itertools.product(coders, forms):  # 128x256: versions 2-3 and 4
                 header = bitstream.Header(codec.model_id, *size, raw=False, tiled=tiling is not None,
-                                          overlap=tiling is not None and tiling.overlap, **{kind: True})
+                                          overlap=tiling is not None and tiling.overlap, standard=standard,
+                                          **{kind: True})
                 files.append(bitstream.pack(header, encode(symbols)))
     return files
 
@@ -133,7 +137,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=100_000)
     p.add_argument("--model", default=None, help="checkpoint to fuzz with (default: a tiny untrained model with "
-                                                 "context tables and a context net: versions 1, 2 and 3)")
+                                                 "context tables and a context net: versions 1 to 4)")
     p.add_argument("--memory-mb", type=int, default=4096, help="hard address-space limit")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

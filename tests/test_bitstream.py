@@ -58,8 +58,8 @@ def _forge(first_bytes: bytes, payload: bytes = b"") -> bytes:
 def test_wrong_magic_and_version_and_impossible_flags():
     with pytest.raises(BitstreamError, match="magic"):
         bitstream.unpack(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(BitstreamError, match="version 4"):
-        bitstream.unpack(_forge(bytes([0xCF, 0x40, 0, 0, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="version 5"):
+        bitstream.unpack(_forge(bytes([0xCF, 0x50, 0, 0, 0, 0, 0])))
     for version in (0x21, 0x31):
         with pytest.raises(BitstreamError, match="raw flag set in a context-coded"):
             bitstream.unpack(_forge(bytes([0xCF, version, 0, 0, 0, 0, 0])))
@@ -98,3 +98,37 @@ def test_version_2_round_trip_and_version_1_unchanged():
     for header in (v1, v2):
         back, payload = bitstream.unpack(bitstream.pack(header, b"ab"))
         assert back == header and payload == b"ab" and back.version == (2 if header.context else 1)
+
+
+# --- version 4: the standard 128x256 frame in a 5-byte header ----------------------------------------
+@pytest.mark.parametrize("coding", bitstream.CODINGS)
+def test_version_4_round_trips_every_coding_in_5_bytes(coding):
+    h = Header(model_id=0xBEEF, height=128, width=256, standard=True, **{k: k == coding for k in ("raw", "context", "net")})
+    data = bitstream.pack(h, b"payload")
+    assert len(data) == 5 + len(b"payload") and data[1] == 0x40 | bitstream.CODINGS.index(coding)
+    back, payload = bitstream.unpack(data)
+    assert back == h and payload == b"payload" and back.version == 4 and back.coding == coding
+    assert (back.height, back.width, back.tiled, back.overlap) == (128, 256, False, False)
+
+
+def test_version_4_is_only_for_the_untiled_standard_frame():
+    for size, tiled in (((128, 255), False), ((256, 128), False), ((128, 256), True)):
+        with pytest.raises(ValueError, match="version-4 header is for an untiled 128x256"):
+            Header(model_id=1, height=size[0], width=size[1], raw=False, tiled=tiled, standard=True)
+
+
+def test_version_4_damage_is_refused():
+    data = bitstream.pack(Header(model_id=7, height=128, width=256, raw=False, net=True, standard=True),
+                          bytes(range(50)))
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            bitstream.unpack(data[:n])
+    for i in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                bitstream.unpack(bytes(damaged))
+    for code in (1, 2, 3):  # reserved frame size codes, even with a valid check byte
+        with pytest.raises(BitstreamError, match=f"unsupported frame size code {code}"):
+            bitstream.unpack(_forge(bytes([0xCF, 0x40 | code << 2, 0, 7]), b"abc"))

@@ -58,13 +58,15 @@ def test_decode_returns_pil_at_original_size(tiny, frame):
         assert isinstance(out, Image.Image) and out.size == (w, h) and out.mode == "RGB"
 
 
-def test_a_128x256_frame_never_exceeds_224_payload_bytes(tiny):
+def test_a_128x256_frame_never_exceeds_224_payload_bytes_in_a_5_byte_header(tiny):
     rng = np.random.default_rng(0)
     for _ in range(5):
         data = tiny.encode(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8))
         header, payload = bitstream.unpack(data)
-        assert len(data) - len(payload) == 8
-        assert len(payload) <= 224
+        assert len(data) - len(payload) == 5 and header.version == 4 and header.standard
+        assert len(payload) <= 224 and len(data) <= 229
+    other = bitstream.unpack(tiny.encode(rng.integers(0, 256, (128, 255, 3), dtype=np.uint8)))[0]
+    assert not other.standard and other.version in (1, 2, 3)  # any other size: the 8-byte header
 
 
 def test_raw_fallback_when_coding_would_not_pay(tiny, frame):

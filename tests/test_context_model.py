@@ -1,4 +1,5 @@
 """Context-adaptive coding: bit-exact round trips, format version 2, legacy ids, hostile payloads, fitting."""
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -123,9 +124,11 @@ def test_truncated_payloads_are_refused_or_decode_to_the_right_shape():
 
 
 # --- the codec: version 2 files -------------------------------------------------------------------
-def test_a_checkpoint_without_tables_writes_version_1_only(tiny, frame):
+def test_a_checkpoint_without_tables_writes_per_channel_or_raw_only(tiny, frame):
     header, _ = bitstream.unpack(tiny.encode(frame))
-    assert header.version == 1 and tiny.card.context_tables is None and tiny.card.legacy_model_id is None
+    assert header.coding in ("channel", "raw") and tiny.card.context_tables is None and tiny.card.legacy_model_id is None
+    header, _ = bitstream.unpack(tiny.encode(frame[:, :255]))  # not the standard frame: version 1
+    assert header.version == 1
 
 
 @PROPERTY
@@ -136,27 +139,29 @@ def test_codec_keeps_the_shortest_payload_never_over_raw(tiny_ctx, symbols):
     lengths = [len(entropy_coder.encode(symbols, tiny_ctx._cdf)), len(context_model.encode(symbols, TABLES))]
     assert len(payload) == min(*lengths, entropy_coder.raw_size(symbols.size))
     assert len(payload) <= entropy_coder.raw_size(symbols.size)
-    assert header.version == (2 if header.context else 1)
+    assert header.version == (4 if header.standard else 2 if header.context else 1)
     assert np.array_equal(tiny_ctx.decode_symbols(data)[0], symbols)
 
 
-def test_structured_latent_is_written_as_version_2(tiny_ctx):
+def test_structured_latent_is_coded_with_the_context_table(tiny_ctx):
     data = tiny_ctx._pack(structured_symbols(3), (128, 256))
+    assert bitstream.unpack(data)[0].coding == "context" and data[1] >> 4 == 4 and len(data) < 5 + 180
+    data = tiny_ctx._pack(structured_symbols(3, (14, 8, 15)), (128, 240))
     assert data[1] >> 4 == 2 and len(data) < 8 + 180
 
 
-def test_model_id_covers_the_tables_and_legacy_id_serves_version_1_only(tiny, tiny_ctx, frame, tmp_path):
+def test_model_id_covers_the_tables_and_legacy_id_serves_per_channel_files_only(tiny, tiny_ctx, frame, tmp_path):
     from compressor.checkpoint import save_with_context
 
     assert tiny_ctx.card.legacy_model_id == tiny.model_id != tiny_ctx.model_id
     v1_old = tiny.encode(frame)  # written before the tables existed
     assert np.array_equal(tiny_ctx.decode_symbols(v1_old)[0], tiny.decode_symbols(v1_old)[0])
-    v2 = tiny_ctx._pack(structured_symbols(3), (128, 256))
-    forged = bytearray(v2)
-    forged[2:4] = tiny.model_id.to_bytes(2, "big")  # a version-2 header with the legacy id
-    forged[8 - 1] = bitstream.crc8(bytes(forged[:7]) + bytes(forged[8:]))
-    with pytest.raises(ModelMismatchError):
-        tiny_ctx.decode_symbols(bytes(forged))
+    v2 = tiny_ctx._pack(structured_symbols(3), (128, 256))  # the table's coding, in a version-4 header
+    header, payload = bitstream.unpack(v2)
+    for standard in (False, True):  # a version-2 or version-4 header with the legacy id
+        forged = bitstream.pack(dataclasses.replace(header, model_id=tiny.model_id, standard=standard), payload)
+        with pytest.raises(ModelMismatchError):
+            tiny_ctx.decode_symbols(forged)
     # Refitted tables give a new id: files of the old tables are refused, not garbled.
     refit = {k: np.clip(v.astype(np.int64) + 1000, 1, 65535).astype(np.uint16) for k, v in TABLES.items()}
     other = tmp_path / "refit.safetensors"
@@ -264,7 +269,7 @@ def test_shipped_default_with_tables_writes_smaller_files():
     if codec.card.context_tables is None:
         pytest.skip("the shipped default has no context tables yet (compressor fit-context)")
     data = codec.encode(REPO / "examples" / "kodim23.png")
-    assert len(data) <= 232 and data[1] >> 4 in (1, 2, 3)
+    assert len(data) <= 229 and data[1] >> 4 in (1, 2, 3, 4)
     assert len(data) <= _reference()["v1-kodim23.bin"]["bytes"]
 
 
@@ -335,6 +340,7 @@ def test_info_and_decompress_read_version_2_files(tiny_ctx, tiny_ctx_path, tmp_p
     path.write_bytes(tiny_ctx._pack(structured_symbols(3), (128, 256)))
     assert compressor_main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["version"] == 2 and info["payload"] == "context-coded" and info["bytes"] == path.stat().st_size
+    assert info["version"] == 4 and info["payload"] == "context-coded" and info["bytes"] == path.stat().st_size
+    assert info["header_bytes"] == 5
     assert decompress_main([str(path), str(tmp_path / "v2.png"), "--model", str(tiny_ctx_path)]) == 0
     assert Image.open(tmp_path / "v2.png").size == (256, 128)

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compressor import bitstream
 from compressor.errors import CompressorError
 from tests.fuzz_decode import fix_check, one_input, run, seed_files
 
@@ -50,7 +51,7 @@ def test_short_input_raises_the_library_error(tiny):
 
 def test_seeded_mutation_run_with_context_tables_has_no_crash_or_hang(tiny_ctx):
     seeds = seed_files(tiny_ctx)
-    assert {f[1] >> 4 for f in seeds} == {1, 2}
+    assert {f[1] >> 4 for f in seeds} == {1, 2, 4} and "context" in _standard_codings(seeds)
     result = run(tiny_ctx, seeds, iterations=1500, seed=2, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["decoded"] > 0
@@ -58,7 +59,12 @@ def test_seeded_mutation_run_with_context_tables_has_no_crash_or_hang(tiny_ctx):
 
 def test_seeded_mutation_run_with_a_context_net_has_no_crash_or_hang(tiny_net):
     seeds = seed_files(tiny_net)
-    assert {f[1] >> 4 for f in seeds} == {1, 2, 3}
+    assert {f[1] >> 4 for f in seeds} == {1, 2, 3, 4} and {"context", "net"} <= _standard_codings(seeds)
     result = run(tiny_net, seeds, iterations=1000, seed=3, hang_s=30.0)
     assert result["crashes"] == 0 and result["hangs"] == 0, result["crash_examples"]
     assert result["rejected"] > 0 and result["decoded"] > 0
+
+
+def _standard_codings(files: list[bytes]) -> set[str]:
+    """The payload codings among version-4 (5-byte header) files."""
+    return {bitstream.unpack(f)[0].coding for f in files if f[1] >> 4 == bitstream.VERSION_STANDARD}

@@ -81,7 +81,7 @@ def _info(args) -> None:
         return
     data = path.read_bytes()
     header, payload = bitstream.unpack(data)
-    shipped = find_shipped(header.model_id, header.version)
+    shipped = find_shipped(header.model_id, header.coding_version)
     model = name_of(shipped) if shipped else None
     info = {
         "file": str(path),
