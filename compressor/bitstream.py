@@ -19,12 +19,12 @@
     check       1 byte: CRC-8 (polynomial 0x07) over everything else (header and payload)
     payload     the rest of the file
 
-A writer keeps, frame by frame, the shortest of the context-net coding, the context table coding, the
-per-channel coding and the raw bits, so a 128x256 frame never costs more than 224 bytes of payload. A
-128x256 frame (untiled, as every model codes its own frame) has a 5-byte version-4 header, so 229 B is
-its worst case; any other size has an 8-byte (or 9-byte) header and versions 1-3. The check byte
-catches every single-bit error and burst of up to 8 bits, and all but 1 in 256 other corruptions, which
-a raw bit payload could not otherwise reveal.
+A writer keeps, frame by frame, the shortest of the context-net coding (or, for a checkpoint without a
+net, the context table coding), the per-channel coding and the raw bits, so a 128x256 frame never
+costs more than 224 bytes of payload. A 128x256 frame (untiled, as every model codes its own frame)
+has a 5-byte version-4 header, so 229 B is its worst case; any other size has an 8-byte (or 9-byte)
+header and versions 1-3. The check byte catches every single-bit error and burst of up to 8 bits, and
+all but 1 in 256 other corruptions, which a raw bit payload could not otherwise reveal.
 """
 from __future__ import annotations
 
