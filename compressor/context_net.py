@@ -255,10 +255,10 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
     b = len(payloads)
     grid = np.zeros((b, channels, h + 2 * PAD, w + 2 * PAD))  # -1 / +1 once decoded, 0 before and outside
     model = _model()
-    bits = np.empty((b, channels * min(h, w)), np.int32)  # one step's symbols of each frame
     try:
         coders = [constriction.stream.stack.AnsCoder(
             np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
+        decoders = [coder.decode for coder in coders]  # bound once: the loop below runs 161 x B times a frame
         flat_grid = grid.reshape(b, channels, -1)  # a view: writes below land in `grid`
         for neighbours, at in _order((channels, h, w), net.groups).tokens:
             n = len(at)
@@ -267,9 +267,8 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
             for g, (lo, hi) in enumerate(net.ranges):
                 p = net.group_probabilities(mixed, head, own, g)  # (B*n, hi - lo)
                 p = p.reshape(b, n, hi - lo).transpose(0, 2, 1).reshape(b, -1)  # each frame: channel by channel
-                for k, coder in enumerate(coders):
-                    bits[k, : p.shape[1]] = coder.decode(model, p[k])
-                signed = bits[:, : p.shape[1]].reshape(b, hi - lo, n) * 2.0 - 1  # (B, g, n)
+                bits = np.array([decode(model, pk) for decode, pk in zip(decoders, p)])  # (B, (hi - lo) * n)
+                signed = bits.reshape(b, hi - lo, n) * 2.0 - 1  # (B, g, n)
                 own[:, lo:hi] = signed.transpose(0, 2, 1).reshape(b * n, hi - lo)
                 flat_grid[:, lo:hi, at] = signed
         exact = all(coder.is_empty() for coder in coders)
