@@ -1,4 +1,4 @@
-"""compressor: learned image compression at extreme rates (a 128x256 frame in at most 232 bytes).
+"""compressor: learned image compression at extreme rates (a 128x256 frame in at most 229 bytes).
 
     import compressor
     data = compressor.encode("frame.png")      # bytes of a .bin file

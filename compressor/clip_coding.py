@@ -27,11 +27,10 @@ def _has_temporal(tables) -> bool:
 def encode_frame(symbols: np.ndarray, cdf: np.ndarray, tables=None,
                  prev: np.ndarray | None = None, net: context_net.ContextNet | None = None) -> tuple[int, bytes]:
     """uint8 symbols (C, h, w) -> (kind, payload), the shortest of the codings available (the context
-    table only without a net); `prev` (the
-    previous frame's symbols, None at a keyframe) allows the temporal table; `tables` is a dict of
-    uint16 arrays or a `context_model.Tables`, None for a checkpoint without them; `net` the context net,
-    None without one. Ties go to the older kind (a file older readers decode) and to the kind that
-    does not need the previous frame."""
+    table only without a net); `prev` (the previous frame's symbols, None at a keyframe) allows the
+    temporal table; `tables` is a dict of uint16 arrays or a `context_model.Tables`, None for a
+    checkpoint without them; `net` the context net, None without one. Ties go to the older kind (a file
+    older readers decode) and to the kind that does not need the previous frame."""
     return encode_frames([symbols], cdf, tables, [prev], net)[0]
 
 

@@ -3,8 +3,8 @@
     Codec.encode:  image -> uint8 RGB -> model.encode_symbols (in overlapping windows for a
                    global-attention model and an image above its training frame) -> the shortest of
                    ANS under the context net (or the context table, for a checkpoint with tables and no
-                   net) and under the per-channel table, and raw bits -> header (model id, coding, size, tiled and overlap
-                   flags, check byte; a 128x256 frame's is the 5-byte version 4) -> bytes
+                   net), ANS under the per-channel table and raw bits -> header (model id, coding, size,
+                   tiled and overlap flags, check byte; a 128x256 frame's is the 5-byte version 4) -> bytes
     Codec.decode:  bytes -> header checks -> symbols -> model.decode_symbols (cut as the header says) -> PIL image
 """
 from __future__ import annotations

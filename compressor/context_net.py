@@ -84,6 +84,10 @@ class ContextNet:
             raise BitstreamError(f"context net tensors do not fit together: {bad or t['w1'].shape}")
         if t["sigmoid"].min() < 1 or t["sigmoid"].max() >= PROB_ONE:
             raise BitstreamError("context net sigmoid table leaves [1, 65535]")
+        try:
+            check_exact(t)
+        except ValueError as e:
+            raise BitstreamError(str(e)) from None
         g = t["groups"].astype(np.int64)
         if g[0] != 0 or np.any(np.diff(g) < 0) or np.any(np.diff(g) > 1):
             raise BitstreamError("context net channel groups must run 0, 1, ... in channel order")
@@ -138,10 +142,28 @@ class ContextNet:
         return _lookup(self.p_one, logit * 2.0 ** (LOGIT_IN - self.eo - ACT_OUT), 0.5 + LOGIT_RANGE)
 
 
+def check_exact(t: dict) -> None:
+    """ValueError unless the integer tensors (KEYS) keep every accumulator below EXACT_LIMIT, so float64 sums
+    of them are exact in any order, and every exponent is at least 0, so a rescaled accumulator stays below
+    2^(50 + ACT_IN), well inside the int64 that `_lookup` casts to."""
+    a = {k: np.abs(np.asarray(t[k], np.float64)) for k in KEYS if k not in ("groups", "sigmoid")}
+    act = a["act"].max()
+    bound = max(
+        a["w1"].sum(1).max() + a["b1"].max(),
+        a["w2"].sum(1).max() * act + a["b2"].max(),
+        a["mix"].sum(1).max() * act + a["mix_bias"].max() + a["prev"].sum(2).max(),
+        (a["out"].sum() + a["head"].sum(1).max()) * act + a["out_bias"].max(),
+    )
+    if bound >= EXACT_LIMIT:
+        raise ValueError(f"context net accumulators could reach {bound:.3g}, past exact float64 sums")
+    if np.asarray(t["exponents"]).min() < 0:
+        raise ValueError(f"context net exponents must be 0 or more, not {np.asarray(t['exponents']).tolist()}")
+
+
 def _lookup(table: np.ndarray, scaled: np.ndarray, offset: float) -> np.ndarray:
     """table[floor(scaled + offset) clipped to the table]; `scaled` is a fresh array, used in place. The cast
-    truncates toward zero, which differs from floor only below 0, where both clip to entry 0 (every
-    value here is below 2^51, far inside int64)."""
+    truncates toward zero, which differs from floor only below 0, where both clip to entry 0 (`check_exact`
+    keeps every value far inside int64)."""
     scaled += offset
     return np.take(table, scaled.astype(np.intp), mode="clip")
 

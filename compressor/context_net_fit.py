@@ -132,18 +132,5 @@ def quantise(net: FloatNet) -> dict[str, np.ndarray]:
         "sigmoid": torch.round(torch.sigmoid(logits) * PROB_ONE).clamp(1, PROB_ONE - 1).numpy().astype(np.int32),
         "groups": net.group.numpy().astype(np.int32),
     }
-    _check_exact(tensors)
+    cn.check_exact(tensors)  # what loading checks too: a net that could not load is not written
     return tensors
-
-
-def _check_exact(t: dict[str, np.ndarray]) -> None:
-    """Every accumulator's bound below EXACT_LIMIT, so float64 sums of these integers are exact."""
-    act = float(np.abs(t["act"]).max())
-    bounds = [
-        np.abs(t["w1"]).sum(1).max() + np.abs(t["b1"]).max(),
-        np.abs(t["w2"]).sum(1).max() * act + np.abs(t["b2"]).max(),
-        np.abs(t["mix"]).sum(1).max() * act + np.abs(t["mix_bias"]).max() + np.abs(t["prev"]).sum(2).max(),
-        (np.abs(t["out"]).sum() + np.abs(t["head"]).sum(1).max()) * act + np.abs(t["out_bias"]).max(),
-    ]
-    if max(float(b) for b in bounds) >= cn.EXACT_LIMIT:
-        raise ValueError(f"context net accumulators could reach {max(bounds):.3g}, past exact float64 sums")

@@ -109,10 +109,14 @@ def test_a_temporal_twin_reads_the_previous_frame():
 
 def test_accumulators_stay_exact_and_bad_nets_are_refused():
     tensors = fitted_net()
-    context_net_fit._check_exact(tensors)  # bounds below 2^50
+    context_net.check_exact(tensors)  # bounds below 2^50
     big = dict(tensors, w2=np.full_like(tensors["w2"], 2047), act=np.full(tensors["act"].shape, 2**40, np.int64))
     with pytest.raises(ValueError, match="exact"):
-        context_net_fit._check_exact(big)
+        context_net.check_exact(big)
+    with pytest.raises(BitstreamError, match="exact"):  # refused on load too: decoding could not be exact
+        context_net.ContextNet(big)
+    with pytest.raises(BitstreamError, match="exponents"):
+        context_net.ContextNet(dict(tensors, exponents=np.array([-1, 10, 10, 10], np.int32)))
     with pytest.raises(BitstreamError, match="missing"):
         context_net.ContextNet({k: v for k, v in tensors.items() if k != "w1"})
     with pytest.raises(BitstreamError, match="do not fit"):
