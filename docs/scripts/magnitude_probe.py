@@ -20,7 +20,6 @@ bare AVIF's own trade near 200 B, about 2 dB per doubling of bytes: PSNR gain - 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
@@ -28,16 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import compressor
-from compressor.context_fit import load_frames, select_files
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
-from compressor.training.data import find_images
+
+from net_rate_probe import descend, load_probe, probe_parser  # this folder's sibling probe
 
 A = 0.5  # the two magnitudes of a sign: 1 - A and 1 + A
 AVIF_DB_PER_DOUBLING = 2.0
-WARMUP = 50
 
 
 def entropy(p: float) -> float:
@@ -77,22 +72,11 @@ def evaluate(model, sets, arm, scale, thresholds) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
-    ap.add_argument("--frames", type=int, default=3000)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap = probe_parser(steps=400, lr=2e-5)
     ap.add_argument("--quantiles", type=float, nargs="+", default=[0.5, 0.9])
     args = ap.parse_args()
-    torch.manual_seed(0)
-
-    codec = compressor.load(args.model)
+    codec, frames, sets = load_probe(args)
     model = codec.model
-    frames = load_frames(select_files(find_images(args.train), args.frames, []))  # (N, 128, 256, 3) uint8
-    sets = [np.stack([to_rgb_array(f) for f in expand_paths([d])]) for d in args.eval]
     shipped_bytes = [float(np.mean([len(b) for b in codec.encode_batch(list(s))])) for s in sets]
     y_train = latents(model, frames)  # (N, C, h, w)
     magnitude = y_train.abs().transpose(0, 1).reshape(y_train.shape[1], -1)  # (C, N*h*w)
@@ -112,11 +96,10 @@ def main() -> None:
         for p in model.decoder.parameters():
             p.requires_grad_(True)
         model.train()
-        opt = torch.optim.AdamW(model.decoder.parameters(), lr=args.lr, weight_decay=0.0)
-        warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
         gen = torch.Generator().manual_seed(2)  # every arm sees the same frames in the same order
         start = time.perf_counter()
-        for step in range(args.steps):
+
+        def loss_of(step, arm=arm, gen=gen):
             idx = torch.randint(0, len(frames), (args.batch,), generator=gen)
             x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
             y = y_train[idx]
@@ -125,11 +108,8 @@ def main() -> None:
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                     y = model.encoder(model.pad(x)).float()
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = F.mse_loss(model.decoder(decoder_input(y, arm, scale, thresholds)).float(), x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            warm.step()
+                return F.mse_loss(model.decoder(decoder_input(y, arm, scale, thresholds)).float(), x)
+        descend(model.decoder.parameters(), args.steps, args.lr, loss_of)
         model.eval()
         for p in model.decoder.parameters():
             p.requires_grad_(False)

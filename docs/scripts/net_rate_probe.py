@@ -52,6 +52,38 @@ def context_bits(fnet, signed: torch.Tensor) -> torch.Tensor:
     return bits.view(len(signed), -1).sum(1)
 
 
+def probe_parser(steps: int, lr: float) -> argparse.ArgumentParser:
+    """The arguments every fine-tuning probe here takes: model, data, frames, steps, batch, learning rate."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="vit.default")
+    ap.add_argument("--train", nargs="+", required=True)
+    ap.add_argument("--eval", nargs="+", required=True)
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=lr)
+    return ap
+
+
+def load_probe(args):
+    """(codec, training frames (N, 128, 256, 3) uint8, evaluation sets as uint8 arrays) from probe_parser's args."""
+    torch.manual_seed(0)
+    frames = load_frames(select_files(find_images(args.train), args.frames, []))
+    return compressor.load(args.model), frames, [np.stack([to_rgb_array(f) for f in expand_paths([d])]) for d in args.eval]
+
+
+def descend(params, steps: int, lr: float, loss_of) -> None:
+    """`steps` AdamW steps (no weight decay, WARMUP steps of linear warm-up) on loss_of(step)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
+    for step in range(steps):
+        loss = loss_of(step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        warm.step()
+
+
 def only_trainable(model, part) -> None:
     """Train `part` alone: a loaded codec's weights are all frozen."""
     for p in model.parameters():
@@ -84,18 +116,14 @@ def distil(model, frames: np.ndarray, fnet, rate_weight: float, args, *, start_s
           f"{(own != codes[:256]).float().mean() * 100:.1f}% of the bits differ from the encoder's", flush=True)
     only_trainable(model, model.encoder)
     model.train()
-    opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.distil_lr, weight_decay=0.0)
-    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
     gen = torch.Generator().manual_seed(4)
-    for _ in range(args.steps):
+
+    def loss_of(_):
         idx = torch.randint(0, len(pool), (args.batch,), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = model.encoder(model.pad(pool[idx])).float()
-        loss = F.binary_cross_entropy_with_logits(y / 2, codes[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        warm.step()
+        return F.binary_cross_entropy_with_logits(y / 2, codes[idx])
+    descend(model.encoder.parameters(), args.steps, args.distil_lr, loss_of)
     model.eval()
 
 
@@ -114,14 +142,7 @@ def evaluate(codec, sets) -> list[tuple[float, float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
-    ap.add_argument("--frames", type=int, default=3000)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-5)
+    ap = probe_parser(steps=600, lr=1e-5)
     ap.add_argument("--temperature", type=float, default=8.0)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.07])
     ap.add_argument("--twin-steps", type=int, default=1500)
@@ -131,12 +152,8 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=768, help="training frames refined for distillation")
     ap.add_argument("--distil-lr", type=float, default=5e-5)
     args = ap.parse_args()
-    torch.manual_seed(0)
-
-    codec = compressor.load(args.model)
+    codec, frames, sets = load_probe(args)
     model = codec.model
-    frames = load_frames(select_files(find_images(args.train), args.frames, []))  # (N, 128, 256, 3) uint8
-    sets = [np.stack([to_rgb_array(f) for f in expand_paths([d])]) for d in args.eval]
     start = time.perf_counter()
     symbols = np.concatenate([codec._run_batched(list(frames[i : i + 256]), lambda x: codec._encode_symbols(x, None))
                               for i in range(0, len(frames), 256)])
@@ -170,39 +187,33 @@ def main() -> None:
         else:
             only_trainable(model, model.encoder)
             model.train()
-            opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.lr, weight_decay=0.0)
-            warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
-            for _, x in zip(range(args.steps), batches(1)):
+            xs = batches(1)
+
+            def loss_of(_):
+                x = next(xs)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     y = model.encoder(model.pad(x))
                 signed = binarize(y.float(), args.temperature)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     rec = model.decoder(signed)
                 loss = F.mse_loss(rec.float(), x)
-                if weight:
-                    loss = loss + weight * context_bits(fnet, signed).mean() / pixels
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                warm.step()
+                return loss + weight * context_bits(fnet, signed).mean() / pixels if weight else loss
+            descend(model.encoder.parameters(), args.steps, args.lr, loss_of)
             model.eval()
             report(f"weight {weight:g}", evaluate(codec, sets), base, start)
         if not args.decoder_steps:
             continue
         only_trainable(model, model.decoder)  # the decoder fine-tuned on the new, fixed codes
         model.train()
-        opt = torch.optim.AdamW(model.decoder.parameters(), lr=args.decoder_lr, weight_decay=0.0)
-        warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / WARMUP))
-        start = time.perf_counter()
-        for _, x in zip(range(args.decoder_steps), batches(2)):
+        start, xs = time.perf_counter(), batches(2)
+
+        def decoder_loss(_):
+            x = next(xs)
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 signed = hard_sign(model.encoder(model.pad(x)).float())
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = F.mse_loss(model.decoder(signed).float(), x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            warm.step()
+                return F.mse_loss(model.decoder(signed).float(), x)
+        descend(model.decoder.parameters(), args.decoder_steps, args.decoder_lr, decoder_loss)
         model.eval()
         report(f"weight {weight:g}, then decoder {args.decoder_steps} steps", evaluate(codec, sets), base, start)
     model.encoder.load_state_dict(encoder0)
