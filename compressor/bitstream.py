@@ -131,7 +131,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     if not 0 <= header.model_id < 1 << 16:
         raise ValueError(f"model id {header.model_id} does not fit 16 bits")
     if header.standard:
-        body = bytes([MAGIC, (VERSION_STANDARD << 4) | CODINGS.index(header.coding)]) + header.model_id.to_bytes(2, "big")
+        body = bytes([MAGIC, VERSION_STANDARD << 4 | CODINGS.index(header.coding)])
+        body += header.model_id.to_bytes(2, "big")
         return body + bytes([crc8(body + payload)]) + payload
     flags = ((FLAG_RAW if header.raw else 0) | (FLAG_LONG_SIZE if header.long_size else 0)
              | (FLAG_TILED if header.tiled else 0) | (FLAG_OVERLAP if header.overlap else 0))

@@ -108,7 +108,8 @@ def run(codec, seeds: list[bytes], iterations: int, seed: int, hang_s: float = 1
 def seed_files(codec) -> list[bytes]:
     """Valid files to mutate: random images of several sizes and, where the checkpoint has context
     tables (and a context net), context-table (and context-net) files of structured latents, 128x256 ones
-    in both header forms (versions 2-3 and 4), each coded both ways whichever is shorter (random images rarely win with the context coders)."""
+    in both header forms (versions 2-3 and 4), each coded both ways whichever is shorter (random images
+    rarely win with the context coders)."""
     from compressor import bitstream, context_model, context_net
 
     rng = np.random.default_rng(0)
