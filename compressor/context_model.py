@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from compressor.entropy_coder import coder_of, payload_of
 from compressor.errors import BitstreamError
 
 PROB_ONE = 1 << 16  # table units: P(s = 1) = table / PROB_ONE
@@ -245,8 +246,7 @@ def encode(symbols: np.ndarray, tables: dict, prev: np.ndarray | None = None) ->
     s, p_one = _probabilities(symbols, layout, table, prev_grid)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(s.astype(np.int32), _model(), p_one)  # ANS is a stack: reversed, so decoded in order
-    # Trailing zero bytes carry no information: the decoder pads them back.
-    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+    return payload_of(coder)
 
 
 def decode(payload: bytes, tables, shape: tuple[int, int, int], prev: np.ndarray | None = None) -> np.ndarray:
@@ -262,8 +262,6 @@ def decode_many(payloads: list[bytes], tables, shape: tuple[int, int, int], prev
     its own ANS stream: the result is what `decode` gives frame by frame. BitstreamError if any
     payload does not decode exactly.
     """
-    import constriction
-
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be (C, h, w) with positive sides, not {shape}")
@@ -282,8 +280,7 @@ def decode_many(payloads: list[bytes], tables, shape: tuple[int, int, int], prev
     model = _model()
     out = np.empty((len(payloads), g.starts[-1]), np.uint8)  # (B, n) decoded symbols, wavefront order
     try:
-        coders = [constriction.stream.stack.AnsCoder(
-            np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
+        coders = [coder_of(p) for p in payloads]
         for a, b in zip(g.starts[:-1], g.starts[1:]):  # one wavefront diagonal a step
             cells = g.cells[a:b]
             p_one = table[fixed[:, a:b] + g.powers @ states[:, g.reads[:, a:b]]]  # (B, m)

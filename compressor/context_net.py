@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from compressor.context_model import PROB_ONE
+from compressor.entropy_coder import coder_of, payload_of
 from compressor.errors import BitstreamError
 
 NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 0), (-2, 1), (-1, -2), (-2, -1))  # (di, dj), all decoded before
@@ -248,15 +249,15 @@ def encode_many(symbols, net: ContextNet) -> list[bytes]:
     shape = _check_shape(net, frames[0].shape)
     flat = _order(shape, net.groups).flat
     per_pass = max(1, TOKENS_PER_PASS // (shape[1] * shape[2]))
-    out = []
+    model, out = _model(), []
     for i in range(0, len(frames), per_pass):
         chunk = np.stack(frames[i : i + per_pass])  # (B, C, h, w)
         p = probabilities(net, chunk)  # (B, n) in coding order
         s = chunk.reshape(len(chunk), -1)[:, flat].astype(np.int32)  # (B, n)
         for sk, pk in zip(s, p):
             coder = constriction.stream.stack.AnsCoder()
-            coder.encode_reverse(sk, _model(), pk)  # ANS is a stack: reversed, so decoded in order
-            out.append(coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0"))
+            coder.encode_reverse(sk, model, pk)  # ANS is a stack: reversed, so decoded in order
+            out.append(payload_of(coder))
     return out
 
 
@@ -267,8 +268,6 @@ def decode(payload: bytes, net: ContextNet, shape: tuple[int, int, int]) -> np.n
 def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, int]) -> list[np.ndarray]:
     """Many frames' payloads of one latent shape -> their uint8 symbols (C, h, w), decoded together step by
     step; BitstreamError if any payload does not decode exactly."""
-    import constriction
-
     from compressor.context_model import _model
 
     channels, h, w = _check_shape(net, shape)
@@ -278,8 +277,7 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
     grid = np.zeros((b, channels, h + 2 * PAD, w + 2 * PAD))  # -1 / +1 once decoded, 0 before and outside
     model = _model()
     try:
-        coders = [constriction.stream.stack.AnsCoder(
-            np.frombuffer(bytes(p) + b"\0" * (-len(p) % 4), dtype="<u4").astype(np.uint32)) for p in payloads]
+        coders = [coder_of(p) for p in payloads]
         decoders = [coder.decode for coder in coders]  # bound once: the loop below runs 161 x B times a frame
         flat_grid = grid.reshape(b, channels, -1)  # a view: writes below land in `grid`
         for neighbours, at in _order((channels, h, w), net.groups).tokens:

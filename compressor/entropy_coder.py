@@ -26,6 +26,20 @@ def _models(cdf_bytes: bytes):
     return [constriction.stream.model.Bernoulli(float(p), perfect=False) for p in p_one]
 
 
+def payload_of(coder) -> bytes:
+    """An ANS coder's compressed words as a payload: little-endian uint32s, trailing zero bytes dropped
+    (they carry no information: `coder_of` pads them back). Every ANS payload of every version has this form."""
+    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def coder_of(payload: bytes):
+    """A payload (`payload_of`) -> an ANS coder ready to decode it; constriction may refuse damaged data."""
+    import constriction
+
+    words = np.frombuffer(bytes(payload) + b"\0" * (-len(payload) % 4), dtype="<u4").astype(np.uint32)
+    return constriction.stream.stack.AnsCoder(words)
+
+
 def raw_size(num_symbols: int) -> int:
     """Bytes of the raw-bits payload: one bit per symbol."""
     return -(-num_symbols // 8)
@@ -53,22 +67,16 @@ def encode(symbols: np.ndarray, cdf: np.ndarray) -> bytes:
     # ANS is a stack: push the last channel first so the decoder pops channel 0 first.
     for c in reversed(range(flat.shape[0])):
         coder.encode_reverse(flat[c], models[c])
-    words = coder.get_compressed().astype("<u4").tobytes()
-    # Trailing zero bytes carry no information: the decoder pads them back.
-    return words.rstrip(b"\0")
+    return payload_of(coder)
 
 
 def decode(payload: bytes, cdf: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """ANS-coded bytes -> uint8 symbols (C, h, w); BitstreamError if the payload does not decode exactly."""
-    import constriction
-
     models = _models(np.ascontiguousarray(cdf, dtype=np.int32).tobytes())
     channels, h, w = shape
-    padded = payload + b"\0" * (-len(payload) % 4)
-    words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
     out = np.empty((channels, h * w), np.uint8)
     try:
-        coder = constriction.stream.stack.AnsCoder(words)
+        coder = coder_of(payload)
         for c in range(channels):
             out[c] = coder.decode(models[c], h * w)
         exact = coder.is_empty()
