@@ -10,11 +10,11 @@
 
 Bit-exact on every machine: every weight, bias and activation is an integer (weights at most 2047,
 activations at most 2^13, at power-of-two scales), so every dot product is a sum of integers below
-2^50 that float64 BLAS computes exactly in any order, blocking or thread count; rescaling is a
-multiplication by a power of two and a floor, and the two nonlinearities are integer tables stored in
-the checkpoint (`act`, `sigmoid`), never computed at decode time. Encoding knows every context and
-computes all probabilities in one pass; decoding runs (h + w - 1) x groups steps, each batched over
-the diagonal's tokens and over frames (`decode_many`). Coded by constriction's ANS with
+2^50 that float64 BLAS computes exactly in any order, blocking or thread count; rescaling by a power of
+two is folded into the weights (exact), and the two nonlinearities are integer tables stored in the
+checkpoint (`act`, `sigmoid`), indexed by a floor, never computed at decode time. Encoding knows every
+context and computes all probabilities in one pass; decoding runs (h + w - 1) x groups steps, each
+batched over the diagonal's tokens and over frames (`decode_many`). Coded by constriction's ANS with
 P(1) = k / 65536, as `context_model` codes its tables.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ ACT_OUT = 8  # activations are integers at scale 2^-8
 ACT_RANGE = 2048  # the table covers inputs [-32, 32)
 LOGIT_IN = 5  # the sigmoid table's input step: 2^-5
 LOGIT_RANGE = 512  # inputs [-16, 16)
+ACT_OFFSET, LOGIT_OFFSET = ACT_RANGE + 0.5, LOGIT_RANGE + 0.5  # a table's entry for input x: floor(x * 2^in + these)
 WEIGHT_MAX = 2047
 EXACT_LIMIT = 2.0**50  # every accumulator stays below this: float64 sums of integers are exact up to 2^53
 KEYS = ("w1", "b1", "w2", "b2", "mix", "prev", "mix_bias", "out", "head", "out_bias", "exponents", "act", "sigmoid",
@@ -94,31 +95,38 @@ class ContextNet:
             raise BitstreamError("context net channel groups must run 0, 1, ... in channel order")
         # channels grouped: each group is one decoding step; channel c reads its own token's channels of earlier groups
         self.groups = tuple(tuple(int(c) for c in np.flatnonzero(g == k)) for k in range(int(g[-1]) + 1))
-        self.e1, self.e2, self.em, self.eo = (int(e) for e in t["exponents"])
         f = {k: t[k].astype(np.float64) for k in KEYS if k != "exponents"}
-        self.w1t, self.b1, self.w2t, self.b2 = f["w1"].T.copy(), f["b1"], f["w2"].T.copy(), f["b2"]
-        self.mixt, self.mix_bias = f["mix"].T.copy(), f["mix_bias"]
+        # Each table's input is floor(acc * 2^k + offset), acc a layer's accumulator (`_scales`). The power
+        # of two goes into the weights and biases and the offset into the biases, so a layer is one product,
+        # one sum and one lookup: the same integers, as scaling by 2^k is exact and `check_exact` keeps
+        # every folded sum exact.
+        (k1, o1), (k2, o2), (km, om), (ko, oo) = ((2.0**k, offset) for k, offset in _scales(t["exponents"]))
+        self.w1t, self.b1 = f["w1"].T * k1, f["b1"] * k1 + o1
+        self.w2t, self.b2 = f["w2"].T * k2, f["b2"] * k2 + o2
+        self.mixt, self.mix_bias = f["mix"].T * km, f["mix_bias"] * km + om
         # prev[c, k, c'] zeroed unless c' is in an earlier group than c: what channel c may read of its token.
         # Stored as (C', C*K): own symbols (N, C') @ it -> (N, C*K), one BLAS product.
         earlier = (g[None, :] < g[:, None]).astype(np.float64)  # (C, C')
-        self.prev = (f["prev"] * earlier[:, None, :]).transpose(2, 0, 1).reshape(self.channels, -1).copy()
+        self.prev = (f["prev"] * km * earlier[:, None, :]).transpose(2, 0, 1).reshape(self.channels, -1).copy()
         k = self.width  # each group a contiguous channel range [lo, hi): its columns of `prev`, contiguous
         self.ranges = tuple((group[0], group[-1] + 1) for group in self.groups)
         self.prev_of = tuple(self.prev[:, lo * k : hi * k].copy() for lo, hi in self.ranges)
-        self.out, self.headt, self.out_bias = f["out"], f["head"].T.copy(), f["out_bias"]
+        self.out, self.headt = f["out"] * ko, f["head"].T * ko
+        self.out_bias = f["out_bias"] * ko + oo
         self.act = f["act"]
         self.p_one = f["sigmoid"] / PROB_ONE  # P(1) as a fraction: exact, PROB_ONE being a power of two
 
-    # --- integer arithmetic (values held in float64, all integers) ----------------------------------
-    def _activate(self, acc: np.ndarray, scale_exp: int) -> np.ndarray:
-        """acc at real scale 2^-scale_exp -> act table's output (scale 2^-ACT_OUT)."""
-        return _lookup(self.act, acc * 2.0 ** (ACT_IN - scale_exp), 0.5 + ACT_RANGE)
-
+    # --- integer arithmetic (values held in float64: integers times powers of two, all exact) --------
     def trunk(self, x: np.ndarray) -> np.ndarray:
-        """(N, 8C) neighbour symbols in {-1, 0, 1} -> (N, H) hidden state, and (N, C*K) the chain's input."""
-        h1 = self._activate(x @ self.w1t + self.b1, self.e1)
-        h = self._activate(h1 @ self.w2t + self.b2, self.e2 + ACT_OUT)
-        return h, h @ self.mixt + self.mix_bias, h @ self.headt
+        """(N, 8C) neighbour symbols in {-1, 0, 1} -> (N, H) hidden state, (N, C*K) the chain's input and
+        (N, C) the logits' part from the hidden state, biases and offsets included."""
+        h1 = _lookup(self.act, x @ self.w1t + self.b1)
+        h = _lookup(self.act, h1 @ self.w2t + self.b2)
+        head = h @ self.headt
+        head += self.out_bias
+        mixed = h @ self.mixt
+        mixed += self.mix_bias
+        return h, mixed, head
 
     def group_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray, g: int) -> np.ndarray:
         """P(1) (N, channels of group g) as float64 multiples of 1/65536, from the trunk's outputs and the
@@ -127,46 +135,55 @@ class ContextNet:
         pre = mixed[:, lo * k : hi * k]
         if lo:  # the first group reads none of its token's channels: its `prev_of` is all zeros
             pre = pre + own @ self.prev_of[g]
-        pre = pre.reshape(len(own), hi - lo, k)  # (N, g, K)
-        z = self._activate(pre, self.em + ACT_OUT)
-        return self._sigmoid(z @ self.out + head[:, lo:hi] + self.out_bias[lo:hi])
+        z = _lookup(self.act, pre).reshape(len(own), hi - lo, k)  # (N, g, K)
+        logit = z @ self.out
+        logit += head[:, lo:hi]
+        return _lookup(self.p_one, logit)
 
     def all_probabilities(self, mixed: np.ndarray, head: np.ndarray, own: np.ndarray) -> np.ndarray:
         """P(1) (N, C) of every channel given the token's whole own symbols: the encoder's one pass (the
         masked `prev` reads only earlier groups, so this equals `group_probabilities` group by group)."""
-        pre = (mixed + own @ self.prev).reshape(len(own), self.channels, self.width)
-        z = self._activate(pre, self.em + ACT_OUT)
-        return self._sigmoid(z @ self.out + head + self.out_bias)
+        pre = own @ self.prev
+        pre += mixed
+        z = _lookup(self.act, pre).reshape(len(own), self.channels, self.width)
+        logit = z @ self.out
+        logit += head
+        return _lookup(self.p_one, logit)
 
-    def _sigmoid(self, logit: np.ndarray) -> np.ndarray:
-        """logit at scale 2^-(eo + ACT_OUT) -> P(1) as float64 multiples of 1/65536."""
-        return _lookup(self.p_one, logit * 2.0 ** (LOGIT_IN - self.eo - ACT_OUT), 0.5 + LOGIT_RANGE)
+
+def _scales(exponents) -> tuple[tuple[int, float], ...]:
+    """Each table lookup's (k, offset): its input is floor(acc * 2^k + offset), acc being the accumulator of
+    the first layer, the second, the chain (at activation scale) and the logit, in that order."""
+    e1, e2, em, eo = (int(e) for e in exponents)
+    return ((ACT_IN - e1, ACT_OFFSET), (ACT_IN - e2 - ACT_OUT, ACT_OFFSET), (ACT_IN - em - ACT_OUT, ACT_OFFSET),
+            (LOGIT_IN - eo - ACT_OUT, LOGIT_OFFSET))
 
 
 def check_exact(t: dict) -> None:
-    """ValueError unless the integer tensors (KEYS) keep every accumulator below EXACT_LIMIT, so float64 sums
-    of them are exact in any order, and every exponent is at least 0, so a rescaled accumulator stays below
-    2^(50 + ACT_IN), well inside the int64 that `_lookup` casts to."""
+    """ValueError unless float64 computes the net's integers exactly, in any order: every accumulator of the
+    integer tensors (KEYS) stays below EXACT_LIMIT, and so does each lookup's input acc * 2^k + offset
+    counted in its finest step (2^k, or the offset's half), so the folded sums of `ContextNet` are exact
+    too and every lookup index fits the int64 `_lookup` casts to."""
     a = {k: np.abs(np.asarray(t[k], np.float64)) for k in KEYS if k not in ("groups", "sigmoid")}
     act = a["act"].max()
-    bound = max(
+    bounds = (
         a["w1"].sum(1).max() + a["b1"].max(),
         a["w2"].sum(1).max() * act + a["b2"].max(),
         a["mix"].sum(1).max() * act + a["mix_bias"].max() + a["prev"].sum(2).max(),
         (a["out"].sum() + a["head"].sum(1).max()) * act + a["out_bias"].max(),
     )
-    if bound >= EXACT_LIMIT:
-        raise ValueError(f"context net accumulators could reach {bound:.3g}, past exact float64 sums")
-    if np.asarray(t["exponents"]).min() < 0:
-        raise ValueError(f"context net exponents must be 0 or more, not {np.asarray(t['exponents']).tolist()}")
+    if max(bounds) >= EXACT_LIMIT:
+        raise ValueError(f"context net accumulators could reach {max(bounds):.3g}, past exact float64 sums")
+    steps = [(b * 2.0**k + offset) / min(2.0**k, 0.5) for b, (k, offset) in zip(bounds, _scales(t["exponents"]))]
+    if max(steps) >= EXACT_LIMIT:
+        raise ValueError(f"context net exponents {np.asarray(t['exponents']).tolist()} make lookup inputs "
+                         f"of {max(steps):.3g} steps, past exact float64 sums")
 
 
-def _lookup(table: np.ndarray, scaled: np.ndarray, offset: float) -> np.ndarray:
-    """table[floor(scaled + offset) clipped to the table]; `scaled` is a fresh array, used in place. The cast
-    truncates toward zero, which differs from floor only below 0, where both clip to entry 0 (`check_exact`
-    keeps every value far inside int64)."""
-    scaled += offset
-    return np.take(table, scaled.astype(np.intp), mode="clip")
+def _lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """table[floor(index) clipped to the table]. The cast truncates toward zero, which differs from floor
+    only below 0, where both clip to entry 0 (`check_exact` keeps every index far inside int64)."""
+    return np.take(table, index.astype(np.intp), mode="clip")
 
 
 def _neighbour_index(ii: np.ndarray, jj: np.ndarray, w: int) -> np.ndarray:

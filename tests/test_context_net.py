@@ -107,6 +107,47 @@ def test_a_temporal_twin_reads_the_previous_frame():
     assert bits(temporal, x) < 0.5 * cur[32:].size < 0.9 * bits(spatial, x[:, : 8 * 14])
 
 
+def _integer_probabilities(t: dict, symbols: np.ndarray) -> np.ndarray:
+    """The net of the module docstring in int64 arithmetic, each table indexed by floor(acc * 2^k + offset)
+    clipped to the table: P(1) (C, h, w) of every cell of one frame given all its contexts (the encoder's view)."""
+    t = {k: np.asarray(v).astype(np.int64) for k, v in t.items()}
+    e1, e2, em, eo = (int(e) for e in t["exponents"])
+    channels, h, w = symbols.shape
+
+    def index(acc, k, half_range):  # floor(acc * 2^k + half_range + 1/2), exactly, by integer shifts
+        i = (acc << k) + half_range if k >= 0 else (acc + (half_range << -k) + (1 << (-k - 1))) >> -k
+        return np.clip(i, 0, 2 * half_range - 1)
+
+    grid = context_net._signed(symbols[None]).astype(np.int64)
+    ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
+    x = context_net._features(grid, context_net._neighbour_index(ii, jj, w))  # (hw, 8C)
+    own = grid[0][:, ii + 2, jj + 2].T  # (hw, C)
+    act = t["act"]
+    h1 = act[index(x @ t["w1"].T + t["b1"], 6 - e1, 2048)]
+    hid = act[index(h1 @ t["w2"].T + t["b2"], 6 - e2 - 8, 2048)]
+    earlier = t["groups"][None, :] < t["groups"][:, None]  # (C, C'): what channel c reads of its token
+    chain = np.einsum("ckd,nd->nck", t["prev"] * earlier[:, None, :], own)  # (hw, C, K)
+    pre = (hid @ t["mix"].T + t["mix_bias"]).reshape(len(x), channels, -1) + chain
+    z = act[index(pre, 6 - em - 8, 2048)]
+    logit = z @ t["out"] + hid @ t["head"].T + t["out_bias"]
+    return (t["sigmoid"][index(logit, 5 - eo - 8, 512)] / 65536).T.reshape(channels, h, w)
+
+
+def test_float_arithmetic_gives_the_integer_nets_probabilities():
+    """ContextNet folds each layer's power-of-two scale and table offset into its weights and biases and
+    computes in float64: every probability equals the integer definition's, for a fitted net and the
+    default's."""
+    import compressor
+
+    for tensors in (fitted_net(), compressor.load("vit.default").card.context_net):
+        net = context_net.ContextNet(tensors)
+        for seed, shape in [(0, (14, 8, 16)), (1, (14, 3, 5)), (2, (14, 12, 20))]:
+            symbols = structured_symbols(seed, shape, flip=0.2)
+            order = context_net._order(shape, net.groups).flat
+            expected = _integer_probabilities(tensors, symbols).reshape(-1)[order]
+            assert np.array_equal(context_net.probabilities(net, symbols[None])[0], expected)
+
+
 def test_accumulators_stay_exact_and_bad_nets_are_refused():
     tensors = fitted_net()
     context_net.check_exact(tensors)  # bounds below 2^50
@@ -115,8 +156,8 @@ def test_accumulators_stay_exact_and_bad_nets_are_refused():
         context_net.check_exact(big)
     with pytest.raises(BitstreamError, match="exact"):  # refused on load too: decoding could not be exact
         context_net.ContextNet(big)
-    with pytest.raises(BitstreamError, match="exponents"):
-        context_net.ContextNet(dict(tensors, exponents=np.array([-1, 10, 10, 10], np.int32)))
+    with pytest.raises(BitstreamError, match="exponents"):  # sums exact, but scaled by 2^46 they would not be
+        context_net.ContextNet(dict(tensors, exponents=np.array([-40, 10, 10, 10], np.int32)))
     with pytest.raises(BitstreamError, match="missing"):
         context_net.ContextNet({k: v for k, v in tensors.items() if k != "w1"})
     with pytest.raises(BitstreamError, match="do not fit"):
