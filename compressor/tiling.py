@@ -110,6 +110,8 @@ def _tent(n: int) -> torch.Tensor:
 
     On Kodak (vit-long2), tent^0.5 gave 23.93 dB, tent^0.25 23.94, a flat mean 23.91, tent 23.90,
     tent^2 23.86. Windows moving by 5/8 of a tile gave 23.88, by 3/4 23.83 (1.9x the passes, not 3.5x).
+    Denser windows do not help (vit.default, 24.205 dB): moving by 1/4 of a tile in the decoder alone
+    gave 24.177, in both 24.194, by 1/3 in the decoder 24.170, at about 3x the decoder's time.
     """
     k = torch.arange(n, dtype=torch.float32)
     return torch.minimum(k + 0.5, n - k - 0.5).sqrt()
