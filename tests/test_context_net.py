@@ -202,6 +202,31 @@ def test_probabilities_are_bit_identical_across_threads_and_batch_sizes(tmp_path
     assert len(runs) == 1 and len(next(iter(runs))) == 64
 
 
+def test_the_net_codes_on_one_blas_thread(monkeypatch):
+    """encode_many and decode_many run numpy's BLAS on one thread (a spinning second thread slowed the
+    torch pass after them), and leave the setting as they found it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    trunk = context_net.ContextNet.trunk
+    def watched(self, x):
+        seen.append(blas_threads())
+        return trunk(self, x)
+
+    monkeypatch.setattr(context_net.ContextNet, "trunk", watched)
+    frames = [structured_symbols(i, flip=0.1) for i in range(4)]
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        payloads = context_net.encode_many(frames, NET)
+        decoded = context_net.decode_many(payloads, NET, (14, 8, 16))
+        after = blas_threads()
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    assert len(seen) > 1 and all(s <= {1} for s in seen) and after == before
+
+
 # --- the codec: version 3 ---------------------------------------------------------------------------
 def test_codec_writes_the_net_where_it_is_shortest(tiny_net):
     frames = [np.kron(np.random.default_rng(i).integers(0, 256, (8, 16, 3), dtype=np.uint8),
