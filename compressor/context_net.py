@@ -195,7 +195,7 @@ def _blas_threads():
 
 def _one_blas_thread():
     """A context in which numpy's BLAS runs on the calling thread alone. The net's products are small (at
-    most 1,024 x 64 x 224): a second BLAS thread gains nothing on them, and after each call it spins for a
+    most 1,024 x 64 x 224): a second BLAS thread gains little on them, and after each call it spins for a
     while, taking a core from the torch pass that follows. `compressor speed --threads 2` on 2 cores of an
     AMD EPYC, interleaved with the per-channel coder: encoding -20% and decoding -16% with numpy's two BLAS
     threads, within 4% with one (docs/entropy-coding.md).
