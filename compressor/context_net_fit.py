@@ -78,13 +78,14 @@ def token_data(symbols: np.ndarray, prev: np.ndarray | None = None) -> tuple[tor
 
 
 def train(symbols: np.ndarray, *, steps: int = 5000, batch: int = BATCH, lr: float = 3e-3, seed: int = 0,
-          log=None, prev: np.ndarray | None = None, hidden: int = HIDDEN) -> FloatNet:
+          log=None, prev: np.ndarray | None = None, hidden: int = HIDDEN, width: int = WIDTH,
+          groups: int = GROUPS) -> FloatNet:
     """Fit a FloatNet to the symbols (N, C, h, w) of a model's frames by cross-entropy; given `prev`, each
     frame's previous frame (N, C, h, w), a temporal one."""
     torch.manual_seed(seed)
     x, own = token_data(symbols, prev)
     target = (own > 0).float()
-    net = FloatNet(symbols.shape[1], hidden, temporal=prev is not None)
+    net = FloatNet(symbols.shape[1], hidden, width, groups, temporal=prev is not None)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
