@@ -212,6 +212,7 @@ def test_the_net_codes_on_one_blas_thread(monkeypatch):
 
     seen = []
     trunk = context_net.ContextNet.trunk
+
     def watched(self, x):
         seen.append(blas_threads())
         return trunk(self, x)

@@ -80,7 +80,8 @@ def main() -> None:
             times[arm][1].append(time.perf_counter() - t)
     print(f"\n| hidden, chain, groups | encode_many, {len(frames)} frames | decode_many |\n|---|---|---|")
     for arm, (enc, dec) in times.items():
-        print(f"| {', '.join(map(str, arm))} | {statistics.median(enc) * 1e3:.1f} ms | {statistics.median(dec) * 1e3:.1f} ms |")
+        enc_ms, dec_ms = statistics.median(enc) * 1e3, statistics.median(dec) * 1e3
+        print(f"| {', '.join(map(str, arm))} | {enc_ms:.1f} ms | {dec_ms:.1f} ms |")
 
 
 if __name__ == "__main__":

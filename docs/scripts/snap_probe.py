@@ -105,8 +105,8 @@ def main() -> None:
         p0, b0 = score(codec, frames, plain)
         print(f"{folder}: plain {p0:.3f} dB @ {b0:.1f} B")
         print("| c | variant | cells flipped | PSNR @ bytes | net |\n|---|---|---|---|---|")
+        variants = [("one pass", snap_parallel)] + ([("decoding order", snap_sequential)] if args.sequential else [])
         for c in args.c:
-            variants = [("one pass", snap_parallel)] + ([("decoding order", snap_sequential)] if args.sequential else [])
             for name, snap in variants:
                 snapped = snap(codec._net, y, plain, c)
                 p, b = score(codec, frames, snapped)
