@@ -14,20 +14,35 @@ change - 2 log2(bytes / plain bytes).
 
     python docs/scripts/snap_probe.py --eval ../shared/data/eval/kodak-frames-128x256 \
         ../shared/data/eval/driving-frames-128x256 --c 0.1 0.2 0.4 0.8 1.6 3.2
+
+With `--decoder-steps N --train FOLDER...`, an A/B at equal data and steps: the shipped decoder is
+fine-tuned N steps on the training frames' plain codes (the control) and, for each c, on their snapped
+codes (one pass), so that it learns to read the snapped bits; each arm is scored on its own codes.
+
+    python docs/scripts/snap_probe.py --eval ../shared/data/eval/kodak-frames-128x256 \
+        ../shared/data/eval/driving-frames-128x256 --c 0.4 0.8 --decoder-steps 400 \
+        --train ../shared/data/train/driving ../shared/data/train/photos
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import compressor
 from compressor import context_net
 from compressor.clip_coding import encode_frames
+from compressor.context_fit import load_frames, select_files
 from compressor.images import to_rgb_array
 from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
+from compressor.training.data import find_images
+
+from net_rate_probe import descend  # this folder's sibling probe
 
 AVIF_DB_PER_DOUBLING = 2.0
 
@@ -90,17 +105,77 @@ def score(codec, frames: np.ndarray, symbols: np.ndarray) -> tuple[float, float]
     return float(np.mean([psnr(a, d) for a, d in zip(frames, decoded)])), float(np.mean(nbytes))
 
 
+def decoder_ab(codec, args, sets) -> None:
+    """The shipped decoder fine-tuned on plain codes (control) and on snapped codes, each arm scored on its own
+    codes of the evaluation frames; "net" against the shipped decoder on plain codes."""
+    model = codec.model
+    frames = load_frames(select_files(find_images(args.train), args.frames, []))
+    y = {flip: latent(codec, frames[:, :, ::-1].copy() if flip else frames) for flip in (False, True)}
+    base = [score(codec, f, (ys >= 0).astype(np.uint8)) for f, ys in sets]
+    decoder0 = copy.deepcopy(model.decoder.state_dict())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    print(f"{len(frames)} training frames; shipped: " + ", ".join(f"{p:.3f} dB @ {b:.1f} B" for p, b in base))
+    print("| arm | " + " | ".join(f"set {k}: PSNR @ bytes, net" for k in range(len(sets))) + " | seconds |")
+    print("|---|" + "---|" * (len(sets) + 1))
+    for c in [0.0, *args.c]:
+        def codes(ys):
+            plain = (ys >= 0).astype(np.uint8)
+            return snap_parallel(codec._net, ys, plain, c) if c else plain
+        train_codes = {flip: torch.from_numpy(codes(ys)) for flip, ys in y.items()}
+        model.decoder.load_state_dict(decoder0)
+        for p in model.decoder.parameters():
+            p.requires_grad_(True)
+        model.train()
+        gen = torch.Generator().manual_seed(2)  # every arm sees the same frames in the same order
+        start = time.perf_counter()
+
+        def loss_of(step, gen=gen, train_codes=train_codes):
+            idx = torch.randint(0, len(frames), (args.batch,), generator=gen)
+            x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
+            if step % 2:  # mirrored half the time, as the training recipe does
+                x = x.flip(-1)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                signed = train_codes[bool(step % 2)][idx].float() * 2 - 1
+                return F.mse_loss(model.decoder(signed).float(), x)
+
+        descend(model.decoder.parameters(), args.decoder_steps, args.lr, loss_of)
+        model.eval()
+        for p in model.decoder.parameters():
+            p.requires_grad_(False)
+        cells = []
+        for (f, ys), (p0, b0) in zip(sets, base):
+            p, b = score(codec, f, codes(ys))
+            cells.append(f"{p:.3f} @ {b:.1f}, {p - p0 - AVIF_DB_PER_DOUBLING * np.log2(b / b0):+.3f}")
+        arm = f"snapped, c = {c}" if c else "plain codes (control)"
+        print(f"| {arm} | " + " | ".join(cells) + f" | {time.perf_counter() - start:.0f} |", flush=True)
+    model.decoder.load_state_dict(decoder0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="vit.default")
     ap.add_argument("--eval", nargs="+", required=True)
     ap.add_argument("--c", nargs="+", type=float, required=True)
     ap.add_argument("--sequential", action="store_true", help="also the decoding-order variant")
+    ap.add_argument("--decoder-steps", type=int, default=0, help="the decoder A/B instead (needs --train)")
+    ap.add_argument("--train", nargs="+", default=[])
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-5)
     args = ap.parse_args()
+    torch.manual_seed(0)
     codec = compressor.load(args.model)
+    sets = []
     for folder in args.eval:
         frames = np.stack([to_rgb_array(f) for f in expand_paths([folder])])
-        y = latent(codec, frames)
+        sets.append((frames, latent(codec, frames)))
+    if args.decoder_steps:
+        if not args.train:
+            ap.error("--decoder-steps needs --train")
+        decoder_ab(codec, args, sets)
+        return
+    for folder, (frames, y) in zip(args.eval, sets):
         plain = (y >= 0).astype(np.uint8)
         p0, b0 = score(codec, frames, plain)
         print(f"{folder}: plain {p0:.3f} dB @ {b0:.1f} B")
