@@ -21,15 +21,13 @@ bare AVIF's own trade near 200 B, about 2 dB per doubling of bytes: PSNR gain - 
 from __future__ import annotations
 
 import copy
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from compressor.metrics import psnr
 
-from net_rate_probe import descend, load_probe, probe_parser  # this folder's sibling probe
+from net_rate_probe import fine_tune_decoder, load_probe, probe_parser  # this folder's sibling probe
 
 A = 0.5  # the two magnitudes of a sign: 1 - A and 1 + A
 AVIF_DB_PER_DOUBLING = 2.0
@@ -92,27 +90,14 @@ def main() -> None:
     print("|---|" + "---|" * (len(sets) + 1))
     control = None
     for arm in arms:
-        model.decoder.load_state_dict(decoder0)
-        for p in model.decoder.parameters():
-            p.requires_grad_(True)
-        model.train()
-        gen = torch.Generator().manual_seed(2)  # every arm sees the same frames in the same order
-        start = time.perf_counter()
-
-        def loss_of(step, arm=arm, gen=gen):
-            idx = torch.randint(0, len(frames), (args.batch,), generator=gen)
-            x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
+        def decoder_in(idx, x, mirrored, arm=arm):
             y = y_train[idx]
-            if step % 2:  # mirrored half the time, as the training recipe does
-                x = x.flip(-1)
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            if mirrored:
+                with torch.no_grad():
                     y = model.encoder(model.pad(x)).float()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return F.mse_loss(model.decoder(decoder_input(y, arm, scale, thresholds)).float(), x)
-        descend(model.decoder.parameters(), args.steps, args.lr, loss_of)
-        model.eval()
-        for p in model.decoder.parameters():
-            p.requires_grad_(False)
+            return decoder_input(y, arm, scale, thresholds)
+
+        seconds = fine_tune_decoder(model, decoder0, frames, args.steps, args.lr, args.batch, decoder_in)
         scores = evaluate(model, sets, arm, scale, thresholds)
         control = control or scores
         cells = []
@@ -122,7 +107,7 @@ def main() -> None:
                 continue
             b = b0 + extra_bits.get(arm, 0.0) / 8
             cells.append(f"{p:.3f} @ {b:.1f}, {p - p0 - AVIF_DB_PER_DOUBLING * np.log2(b / b0):+.3f}")
-        print(f"| {arm} | " + " | ".join(cells) + f" | {time.perf_counter() - start:.0f} |", flush=True)
+        print(f"| {arm} | " + " | ".join(cells) + f" | {seconds:.0f} |", flush=True)
     model.decoder.load_state_dict(decoder0)
 
 

@@ -84,6 +84,33 @@ def descend(params, steps: int, lr: float, loss_of) -> None:
         warm.step()
 
 
+def fine_tune_decoder(model, decoder0: dict, frames: np.ndarray, steps: int, lr: float, batch: int,
+                      decoder_input) -> float:
+    """The decoder reset to `decoder0` (a state dict) and fine-tuned alone by MSE for `steps` steps of `batch`
+    training frames, mirrored every other step as the training recipe does, in one order for every arm;
+    decoder_input(idx, x, mirrored) gives its input for frames `idx` (pixels x). Returns the seconds."""
+    model.decoder.load_state_dict(decoder0)
+    only_trainable(model, model.decoder)
+    model.train()
+    gen = torch.Generator().manual_seed(2)
+    start = time.perf_counter()
+
+    def loss_of(step):
+        idx = torch.randint(0, len(frames), (batch,), generator=gen)
+        x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
+        mirrored = bool(step % 2)
+        if mirrored:
+            x = x.flip(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return F.mse_loss(model.decoder(decoder_input(idx, x, mirrored)).float(), x)
+
+    descend(model.decoder.parameters(), steps, lr, loss_of)
+    model.eval()
+    for p in model.decoder.parameters():
+        p.requires_grad_(False)
+    return time.perf_counter() - start
+
+
 def only_trainable(model, part) -> None:
     """Train `part` alone: a loaded codec's weights are all frozen."""
     for p in model.parameters():

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import compressor
 from compressor import context_net
@@ -42,7 +40,7 @@ from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 from compressor.training.data import find_images
 
-from net_rate_probe import descend  # this folder's sibling probe
+from net_rate_probe import fine_tune_decoder  # this folder's sibling probe
 
 AVIF_DB_PER_DOUBLING = 2.0
 
@@ -123,32 +121,14 @@ def decoder_ab(codec, args, sets) -> None:
             plain = (ys >= 0).astype(np.uint8)
             return snap_parallel(codec._net, ys, plain, c) if c else plain
         train_codes = {flip: torch.from_numpy(codes(ys)) for flip, ys in y.items()}
-        model.decoder.load_state_dict(decoder0)
-        for p in model.decoder.parameters():
-            p.requires_grad_(True)
-        model.train()
-        gen = torch.Generator().manual_seed(2)  # every arm sees the same frames in the same order
-        start = time.perf_counter()
-
-        def loss_of(step, gen=gen, train_codes=train_codes):
-            idx = torch.randint(0, len(frames), (args.batch,), generator=gen)
-            x = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float() / 255
-            if step % 2:  # mirrored half the time, as the training recipe does
-                x = x.flip(-1)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                signed = train_codes[bool(step % 2)][idx].float() * 2 - 1
-                return F.mse_loss(model.decoder(signed).float(), x)
-
-        descend(model.decoder.parameters(), args.decoder_steps, args.lr, loss_of)
-        model.eval()
-        for p in model.decoder.parameters():
-            p.requires_grad_(False)
+        seconds = fine_tune_decoder(model, decoder0, frames, args.decoder_steps, args.lr, args.batch,
+                                    lambda idx, x, mirrored, train=train_codes: train[mirrored][idx].float() * 2 - 1)
         cells = []
         for (f, ys), (p0, b0) in zip(sets, base):
             p, b = score(codec, f, codes(ys))
             cells.append(f"{p:.3f} @ {b:.1f}, {p - p0 - AVIF_DB_PER_DOUBLING * np.log2(b / b0):+.3f}")
         arm = f"snapped, c = {c}" if c else "plain codes (control)"
-        print(f"| {arm} | " + " | ".join(cells) + f" | {time.perf_counter() - start:.0f} |", flush=True)
+        print(f"| {arm} | " + " | ".join(cells) + f" | {seconds:.0f} |", flush=True)
     model.decoder.load_state_dict(decoder0)
 
 
