@@ -113,6 +113,17 @@ def _encode_all(codec, frames, verbose: bool, what: str) -> list[np.ndarray]:
     return symbols
 
 
+def encode_crops(codec, files: list[Path], crops: int, verbose: bool = False) -> list[np.ndarray]:
+    """The symbols of `crops` random crops of each file (`crop_frames`), what a context net fits on beside
+    the files' cover frames; 64 files' crops at a time, so memory stays flat in the folder's size."""
+    extra = []
+    for k in range(0, len(files) if crops else 0, 64):
+        extra += _encode_all(codec, crop_frames(files[k : k + 64], crops, seed=k), False, "random crops")
+        if verbose:
+            print(f"encoded {len(extra)} / {len(files) * crops} random crops", flush=True)
+    return extra
+
+
 def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Path, *, frames: int | None = None,
                 exclude: list[str] = (), verbose: bool = True, net: bool = False, keep_tables: bool = False,
                 crops: int = 3, net_steps: int = 5000) -> dict:
@@ -157,11 +168,7 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
     if net:
         from compressor import context_net_fit
 
-        extra = []
-        for k in range(0, len(files) if crops else 0, 64):  # 64 files' crops at a time: memory flat in the folder's size
-            extra += _encode_all(codec, crop_frames(files[k : k + 64], crops, seed=k), False, "random crops")
-            if verbose:
-                print(f"encoded {len(extra)} / {len(files) * crops} random crops", flush=True)
+        extra = encode_crops(codec, files, crops, verbose)
         trained = context_net_fit.train(np.stack(symbols + extra), steps=net_steps, log=print if verbose else None)
         net_tensors = context_net_fit.quantise(trained)
         entry["net"] = {"hidden": context_net_fit.HIDDEN, "width": context_net_fit.WIDTH,

@@ -23,7 +23,7 @@ import torch
 
 import compressor
 from compressor import context_net, context_net_fit
-from compressor.context_fit import _encode_all, crop_frames, select_files
+from compressor.context_fit import _encode_all, encode_crops, select_files
 from compressor.images import to_rgb_array
 from compressor.measure.evaluate import expand_paths
 from compressor.training.data import find_images
@@ -34,10 +34,7 @@ ARMS = ((64, 16, 7), (128, 16, 7), (128, 32, 7), (64, 16, 14), (128, 32, 14))
 def training_symbols(codec, folders, crops: int = 3) -> np.ndarray:
     """The symbols `fit_context` fits a net on: every file's cover frame, then `crops` random crops of each."""
     files = select_files(find_images(folders), None, [])
-    symbols = _encode_all(codec, files, False, "frames")
-    for k in range(0, len(files), 64):
-        symbols += _encode_all(codec, crop_frames(files[k : k + 64], crops, seed=k), False, "random crops")
-    return np.stack(symbols)
+    return np.stack(_encode_all(codec, files, False, "frames") + encode_crops(codec, files, crops))
 
 
 def main() -> None:
