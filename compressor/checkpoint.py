@@ -54,12 +54,17 @@ class ModelCard:
     context_tables: dict | None = None  # {"spatial", "temporal"}: uint16 numpy arrays, set by read_tensors
     table_model_id: int | None = None  # the id with tables, before the context net (versions 1 and 2)
     context_net: dict | None = None  # the context net's integer tensors (context_net.KEYS), set by read_tensors
+    # Ids of the checkpoint whose encoder and coding (per-channel table, context tables and net) this one
+    # carries bit for bit (card "reads_files_of", from a snap run's export): its files decode to the same
+    # symbols here, read by this decoder.
+    former_model_ids: frozenset = frozenset()
 
     def accepts(self, model_id: int, version: int) -> bool:
         """Whether a .bin header with this model id and payload coding (`Header.coding_version`: 1 per-channel
         or raw, 2 context table, 3 context net) was written by this checkpoint."""
         return (model_id == self.model_id or (version <= 2 and model_id == self.table_model_id)
-                or (version == 1 and model_id == self.legacy_model_id))
+                or (version == 1 and model_id == self.legacy_model_id) or model_id in self.former_model_ids)
+
 
     @property
     def refine_start_scale(self) -> float:
@@ -147,10 +152,11 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         legacy, table_id = (None if meta.get(k) is None else int(meta[k], 16) for k in ("legacy_model_id", "table_model_id"))
         if not isinstance(config, dict) or not isinstance(card, dict):
             raise ValueError("config and card must be JSON objects")
-    except (KeyError, ValueError, TypeError) as e:
+        former = frozenset(int(i, 16) for i in card.get("reads_files_of", {}).get("model_ids", []))
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise ModelError(f"{path} has a malformed header: {e}") from None
     return ModelCard(name=card.get("name", path.stem), model_id=model_id, config=config, card=card, path=path,
-                     legacy_model_id=legacy, table_model_id=table_id)
+                     legacy_model_id=legacy, table_model_id=table_id, former_model_ids=former)
 
 
 def _model_id(tensors: dict) -> int:
@@ -203,7 +209,10 @@ def save_with_context(src: str | os.PathLike, dst: str | os.PathLike, tables: di
     model_id = _model_id(tensors)
     metadata["model_id"] = f"{model_id:04x}"
     metadata["legacy_model_id"] = f"{legacy:04x}"
-    metadata["card"] = json.dumps({**info.card, **card_update})
+    card = {**info.card, **card_update}
+    if card.get("reads_files_of") and "reads_files_of" not in card_update:
+        card.pop("reads_files_of")  # new tables or net: the files of the coding it carried decode no longer
+    metadata["card"] = json.dumps(card)
     _save_atomic(Path(dst), tensors, metadata)
     return model_id, legacy
 

@@ -83,6 +83,9 @@ class Codec:
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
         self.refine_start_scale = card.refine_start_scale  # an attribute, so a caller may search at another scale
+        # The plain code's unsure bits snapped to the context net's prediction (`context_net.snap`), as the
+        # decoder was trained to read them; 0 (a card without "snap"): the plain code.
+        self.snap = float(card.card.get("snap", 0.0)) if self._net is not None else 0.0
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -179,7 +182,12 @@ class Codec:
         return self._run_batched([a], lambda x: self._encode_symbols(x, t))[0]
 
     def _encode_symbols(self, x, tiling: Tiling | None):
-        """(B, 3, H, W) in [0, 1] -> uint8 symbols: the model's one encode path at `encode_precision`."""
+        """(B, 3, H, W) in [0, 1] -> uint8 symbols: the model's one encode path at `encode_precision`, snapped
+        by the card's rule where it has one."""
+        if self.snap:
+            import torch
+
+            return torch.from_numpy(context_net.snap(self._net, self._encode_latent(x, tiling).cpu().numpy(), self.snap))
         with self._encoder_autocast():
             return self.model.encode_symbols(x, tiling)
 

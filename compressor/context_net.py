@@ -237,6 +237,31 @@ def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
     return raster[:, _order((channels, h, w), net.groups).flat]
 
 
+def snap(net: ContextNet, latent: np.ndarray, c: float) -> np.ndarray:
+    """The encoder's latent (B, C, h, w) -> uint8 symbols, its unsure bits snapped to the net's prediction.
+
+    Rate-distortion quantisation without a search, as a classic encoder's RDOQ: a cell flips from its sign
+    to the other value where the flip saves bits under the net (given the plain code's contexts, one
+    pass) and the encoder's margin |y| is below c x the bits saved. |y| stands in for what the flip
+    costs in error, so no decoder pass is needed; c = 0 gives the plain code. The decoder is then
+    fine-tuned on snapped codes (`TrainConfig.snap`), which wins back most of the flips' error.
+    """
+    plain = (latent >= 0).astype(np.uint8)
+    if c <= 0:
+        return plain
+    b, channels, h, w = plain.shape
+    flat = _order((channels, h, w), net.groups).flat
+    per_pass = max(1, TOKENS_PER_PASS // (h * w))
+    p_one = np.empty((b, channels * h * w))
+    with _one_blas_thread():
+        for i in range(0, b, per_pass):
+            p_one[i : i + per_pass, flat] = probabilities(net, plain[i : i + per_pass])  # back to (c, i, j) order
+    p_one = p_one.reshape(plain.shape)
+    p_keep = np.where(plain == 1, p_one, 1 - p_one)
+    saved = np.log2(1 - p_keep) - np.log2(p_keep)  # bits a flip saves (negative: it costs)
+    return np.where((saved > 0) & (np.abs(latent) < c * saved), 1 - plain, plain).astype(np.uint8)
+
+
 def _check_shape(net: ContextNet, shape) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:

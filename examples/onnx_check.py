@@ -3,7 +3,8 @@
     compressor export-onnx vit-distil2-ft /tmp/onnx
     python examples/onnx_check.py /tmp/onnx /tmp/drive1200.mp4 --frames 256
 
-Prints the share of token bits on which the two encoders agree and the mean PSNR of both decoders'
+Prints the share of token bits on which the two encoders agree (for a model that snaps, the ONNX
+latent snapped with the exported `context_net.npz`, as the codec snaps) and the mean PSNR of both decoders'
 frames against the input frames.
 """
 from __future__ import annotations
@@ -17,8 +18,10 @@ import onnxruntime as ort
 
 import compressor
 from compressor.codec import Codec
+from compressor.context_net import ContextNet, snap
 from compressor.frames import expand_inputs, iter_frames
 from compressor.metrics import psnr
+from compressor.tokens import tokens_from_symbols
 
 
 def main() -> None:
@@ -38,7 +41,11 @@ def main() -> None:
     frames = np.stack(frames)
     enc = ort.InferenceSession(str(Path(args.onnx_dir) / "encoder.onnx"))
     dec = ort.InferenceSession(str(Path(args.onnx_dir) / "decoder.onnx"))
-    onnx_tokens = np.concatenate([enc.run(None, {"frames": frames[i : i + 32]})[0] for i in range(0, len(frames), 32)])
+    runs = [enc.run(None, {"frames": frames[i : i + 32]}) for i in range(0, len(frames), 32)]
+    onnx_tokens = np.concatenate([tokens for tokens, _ in runs])
+    if meta.get("snap"):  # the codec's tokens: the latent's signs snapped by the context net (numpy only)
+        net = ContextNet(dict(np.load(Path(args.onnx_dir) / "context_net.npz")))
+        onnx_tokens = tokens_from_symbols(snap(net, np.concatenate([latent for _, latent in runs]), meta["snap"]))
     tokens = codec.tokens(frames)
     bits = lambda t: np.unpackbits(np.ascontiguousarray(t, "<u2").view(np.uint8))  # noqa: E731
     onnx_frames = np.concatenate([dec.run(None, {"tokens": tokens[i : i + 32].astype(np.int32)})[0]

@@ -64,7 +64,9 @@ def test_wrong_or_missing_config_is_refused(tiny_path, tmp_path):
 
 
 def test_metadata_of_the_wrong_json_types_is_refused(tiny_path, tmp_path):
-    for i, metadata in enumerate([{"card": "[1, 2]"}, {"config": "[1, 2]"}, {"card": "3"}]):
+    former = [{"reads_files_of": v} for v in ([1], {"model_ids": ["zz"]}, {"model_ids": [7]}, {"model_ids": 3})]
+    for i, metadata in enumerate([{"card": "[1, 2]"}, {"config": "[1, 2]"}, {"card": "3"}]
+                                 + [{"card": json.dumps(card)} for card in former]):
         bad = _rewrite(tiny_path, tmp_path / f"bad{i}.safetensors", metadata=metadata)
         with pytest.raises(ModelError, match="malformed"):
             read_card(bad)

@@ -155,22 +155,39 @@ def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):
     assert not (tmp_path / "d").exists() and not (tmp_path / "t.npy").exists()
 
 
-def test_onnx_export_agrees_with_torch(tmp_path, tiny_path, frame):
+@pytest.mark.parametrize("snap", [0.0, 50.0])
+def test_onnx_export_agrees_with_torch(tmp_path, tiny_path, tiny_net_path, frame, snap):
+    """The ONNX encoder's tokens are the codec's (for a model that snaps, after snapping its latent with the
+    exported context net, numpy only), and the ONNX decoder's frames are the codec's."""
     ort = pytest.importorskip("onnxruntime")
+    import shutil
+
     import compressor
+    from compressor import context_net
+    from compressor.checkpoint import read_card, update_card
     from compressor.codec import Codec
     from compressor.metrics import psnr
+    from compressor.tokens import tokens_from_symbols
 
-    assert compressor_main(["export-onnx", str(tiny_path), str(tmp_path / "onnx")]) == 0
+    path = tiny_path
+    if snap:
+        path = shutil.copy(tiny_net_path, tmp_path / "snap.safetensors")
+        update_card(path, {**read_card(path).card, "snap": snap})
+    assert compressor_main(["export-onnx", str(path), str(tmp_path / "onnx")]) == 0
     meta = json.loads((tmp_path / "onnx" / "model.json").read_text())
     rng = np.random.default_rng(0)
     frames = np.stack([frame, frame[::-1].copy(), np.clip(frame + rng.integers(-30, 30, frame.shape), 0, 255).astype(np.uint8)])
-    loaded = compressor.load(tiny_path)
+    loaded = compressor.load(path)
     fp32 = Codec(loaded.model, loaded.card, decode_precision="fp32", encode_precision="fp32")
     enc = ort.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
     dec = ort.InferenceSession(str(tmp_path / "onnx" / "decoder.onnx"))
-    tokens, _ = enc.run(None, {"frames": frames})
+    tokens, latent = enc.run(None, {"frames": frames})
     want = fp32.tokens(frames)
+    assert meta.get("snap", 0.0) == snap and (tmp_path / "onnx" / "context_net.npz").exists() == bool(snap)
+    if snap:
+        net = context_net.ContextNet(dict(np.load(tmp_path / "onnx" / "context_net.npz")))
+        assert not np.array_equal(tokens, want)  # the plain signs are not what the codec codes
+        tokens = tokens_from_symbols(context_net.snap(net, latent, meta["snap"]))
     bits = lambda t: np.unpackbits(np.ascontiguousarray(t, "<u2").view(np.uint8))  # noqa: E731
     assert (bits(tokens) == bits(want)).mean() >= 0.999
     assert meta["token_grid"] == [8, 16] and meta["model_id"] == f"{fp32.model_id:04x}"

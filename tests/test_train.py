@@ -572,3 +572,41 @@ def test_the_crop_pool_is_sized_to_the_data_and_kept_in_the_run_folder(image_fol
     cfg.steps = 2
     train(cfg, tmp_path / "run", resume=True)
     assert f"read {MAX_CROPS_PER_FILE * 5} crops from {pools[0]}" in capsys.readouterr().out
+
+
+def test_a_snap_run_trains_on_snapped_codes_and_its_release_reads_the_seeds_files(image_folder, tmp_path,
+                                                                                   tiny_net_path, frame):
+    """snap: the decoder trains on the seed encoder's codes snapped by the seed's context net; the release
+    encodes by the same rule, carries the seed's coding, and decodes the seed's files to the same symbols."""
+    from compressor import context_net
+    from compressor.checkpoint import read_card
+    from compressor.training.config import check_config
+
+    cfg = _config(image_folder, tmp_path, 2)
+    cfg.init_from, cfg.freeze_encoder, cfg.snap = str(tiny_net_path), True, 50.0
+    trainer = Trainer(cfg, tmp_path / "probe")
+    trainer.prepare_data()
+    x = trainer.sampler.next_batch()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = trainer.model.encoder(x).float().numpy()
+    snapped = context_net.snap(trainer.snap_net, y, cfg.snap)
+    assert (snapped != (y >= 0)).any()  # the rule moved some bits, and the decoder reads exactly those
+    assert np.array_equal(trainer.forward(x)["symbols"].numpy(), snapped)
+
+    train(cfg, tmp_path / "snap")
+    export_release(tmp_path / "snap", tmp_path / "snap.safetensors", name="snap")
+    seed, release = compressor.load(tiny_net_path), compressor.load(tmp_path / "snap.safetensors")
+    card = read_card(tmp_path / "snap.safetensors")
+    assert card.card["snap"] == 50.0 and seed.model_id in card.former_model_ids != release.model_id
+    assert np.array_equal(release._cdf, seed._cdf) and release._net is not None
+    for key, value in seed.card.context_net.items():
+        assert np.array_equal(release.card.context_net[key], value), key
+    data = seed.encode(frame)  # a file the seed wrote: the same symbols, now read by the new decoder
+    assert np.array_equal(release.decode_symbols(data)[0], seed.decode_symbols(data)[0])
+    assert np.asarray(release.decode(data)).shape == frame.shape
+    plain, ours = seed.encode_symbols(frame), release.encode_symbols(frame)
+    assert not np.array_equal(plain, ours) and np.array_equal(release.decode_symbols(release.encode(frame))[0], ours)
+
+    cfg.freeze_encoder = False
+    with pytest.raises(ValueError, match="snap"):
+        check_config(cfg)

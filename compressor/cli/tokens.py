@@ -129,7 +129,7 @@ def export_onnx_command(args) -> None:
         with warnings.catch_warnings():  # the TorchScript exporter's tracer warnings say nothing to a user
             warnings.simplefilter("ignore")
             try:
-                files = export_onnx(codec, scratch, size)
+                files = list(export_onnx(codec, scratch, size))
             except ModuleNotFoundError as e:
                 raise UserError(f"export-onnx needs {e.name}: pip install 'compressor[onnx]'") from None
         meta = {"model_id": f"{codec.model_id:04x}", "model": codec.name, "frame_size": list(size),
@@ -137,10 +137,17 @@ def export_onnx_command(args) -> None:
                 "bit_order": "bit k (value 2**k) is latent channel k",
                 "encoder": "frames uint8 (N, H, W, 3) -> tokens int32 (N, h, w), latent float32 (N, C, h, w)",
                 "decoder": "tokens int32 (N, h, w) -> frames uint8 (N, H, W, 3)"}
+        if codec.snap:  # the codec's tokens are the latent's signs snapped by its context net (numpy only)
+            np.savez(scratch / "context_net.npz", **codec.card.context_net)
+            files.append(scratch / "context_net.npz")
+            meta["snap"] = codec.snap
+            meta["snapped_tokens"] = ("tokens_from_symbols(context_net.snap(ContextNet(dict(np.load('context_net.npz'))), "
+                                      "latent, snap)); encoder.onnx's tokens are the plain signs")
         (scratch / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
         for f in [*files, scratch / "model.json"]:
             os.chmod(f, 0o666 & ~_umask())
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"wrote {out}/encoder.onnx, decoder.onnx and model.json ({codec.name}, {size[0]}x{size[1]} frames)")
+    extra = ", context_net.npz" if codec.snap else ""
+    print(f"wrote {out}/encoder.onnx, decoder.onnx{extra} and model.json ({codec.name}, {size[0]}x{size[1]} frames)")

@@ -27,6 +27,9 @@ class TrainConfig:
     # from encoder-side search (distill_*, see distill.py). Flat fields, so saved runs still load.
     freeze_decoder: bool = False  # with init_from: train the encoder (and entropy model) against a fixed decoder
     freeze_encoder: bool = False  # with init_from: train the decoder (and entropy model) on a fixed encoder's codes
+    # With freeze_encoder: train the decoder on codes snapped by the seed's context net at this c
+    # (`context_net.snap`); the release then encodes with the same rule. 0: plain codes.
+    snap: float = 0.0
     # With freeze_decoder: fit the encoder by cross-entropy to the codes that this many refinement steps
     # (compressor.search) find from the seed encoder's latents, not through the quantizer's surrogate.
     distill_refine: int = 0
@@ -158,6 +161,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("freeze_decoder needs init_from: a decoder that is already trained")
     if cfg.freeze_encoder and not cfg.init_from:
         raise ValueError("freeze_encoder needs init_from: an encoder that is already trained")
+    if cfg.snap < 0 or (cfg.snap and not cfg.freeze_encoder):
+        raise ValueError("snap must be 0 or more, and needs freeze_encoder: the codes are the seed encoder's, snapped")
     if cfg.freeze_encoder and cfg.freeze_decoder:
         raise ValueError("freeze_encoder and freeze_decoder together leave no network to train")
     if cfg.distill_refine and not cfg.freeze_decoder:

@@ -46,9 +46,31 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
         "training": normalise_card(training_facts(cfg, saved.progress, hardware(cfg))),
         "licence": LICENCE,
     }
+    seed = None
     if cfg.freeze_encoder and Path(cfg.init_from).is_file():
         # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds.
-        seed = read_card(cfg.init_from).card
-        if "encode_precision" in seed:
-            card["encode_precision"] = seed["encode_precision"]
-    return save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
+        seed = read_card(cfg.init_from)
+        if "encode_precision" in seed.card:
+            card["encode_precision"] = seed.card["encode_precision"]
+    if not cfg.snap:
+        return save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
+    if seed is None:
+        raise TrainingError(f"a snap run's release needs its seed checkpoint, {cfg.init_from}, which is gone")
+    return _save_with_seed_coding(output, model, cfg, name, card, seed)
+
+
+def _save_with_seed_coding(output, model, cfg, name: str, card: dict, seed) -> int:
+    """A snap run's release: its decoder, with the seed's encoder and all of the seed's coding (per-channel
+    table, context tables, context net), so that it encodes by the same rule the decoder was trained on
+    (card "snap") and every file the seed wrote decodes to the same symbols (card "reads_files_of")."""
+    from compressor.checkpoint import read_tensors, save_release, save_with_context
+
+    seed_tensors, seed = read_tensors(seed.path)
+    model.bottleneck.cdf.copy_(seed_tensors["bottleneck.cdf"])  # the table the seed's files were coded with
+    former = [seed.model_id, seed.table_model_id, seed.legacy_model_id]
+    former += [int(i, 16) for i in seed.card.get("reads_files_of", {}).get("model_ids", [])]
+    save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
+    coding = {"snap": cfg.snap, "reads_files_of": {"name": card["training"]["warm_started_from"]["name"],
+                                                   "model_ids": sorted({f"{i:04x}" for i in former if i is not None})}}
+    model_id, _ = save_with_context(output, output, seed.context_tables, coding, seed.context_net)
+    return model_id

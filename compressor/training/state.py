@@ -222,8 +222,12 @@ def warm_start(model: torch.nn.Module, path: str) -> tuple[float, dict]:
     # look as if it had learned from this run alone.
     seed = info.card.get("training", {})
     ancestors = seed.get("warm_started_from", {})  # already the sum over the seed's own seeds
+    from compressor.zoo import SHIPPED
+
+    # A zoo name ("vit.default") names whatever is shipped at the time; the seed's file name stays its name.
+    name = Path(path).stem if info.name in SHIPPED else info.name
     return info.refine_start_scale, {
-        "name": info.name, "model_id": f"{info.model_id:04x}",
+        "name": name, "model_id": f"{info.model_id:04x}",
         "frames_seen": seed.get("frames_seen", 0) + ancestors.get("frames_seen", 0),
         "wall_time_s": seed.get("wall_time_s", 0) + ancestors.get("wall_time_s", 0),
         "hardware": seed.get("hardware", ""),

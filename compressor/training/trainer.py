@@ -79,6 +79,7 @@ class Trainer:
         if cfg.distill_refine and self.world > 1:
             raise ValueError("distill_refine trains in one process (it does not synchronise the refined buffer)")
         self.distiller = Distiller(cfg, self.model) if cfg.distill_refine else None
+        self.snap_net = _seed_context_net(cfg.init_from) if cfg.snap else None
         self.data_facts: dict = {}  # what prepare_data read, for the model card
 
     def _optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -151,8 +152,7 @@ class Trainer:
                 loss, mse, bpp, refined = self.distiller.loss(self.model, x, self.progress.step, self.sampler.rng)
                 self.progress.refined_frames += refined
             else:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    out = self.net(x, cfg.surrogate_temperature)
+                out = self.forward(x)
                 mse = torch.mean((out["reconstruction"].float() - x) ** 2)
                 bpp = out["bits"].mean() / (x.shape[-2] * x.shape[-1])
                 loss = mse + cfg.rate_weight * bpp
@@ -164,6 +164,22 @@ class Trainer:
         self.entropy_opt.step()
         self.progress.step += 1
         return {"loss": loss.detach(), "mse": mse.detach(), "bpp": bpp.detach()}
+
+    def forward(self, x: torch.Tensor, net=None) -> dict:
+        """`net` (the training step's model or DDP wrapper; validation passes the bare model) forward under
+        autocast; with `snap`, the decoder reads the frozen encoder's codes snapped by the seed's context
+        net, as the release will encode them (`context_net.snap`)."""
+        cfg = self.cfg
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            if self.snap_net is None:
+                return (net or self.net)(x, cfg.surrogate_temperature)
+            from compressor import context_net
+
+            with torch.no_grad():
+                y = self.model.encoder(self.model.pad(x)).float()  # (B, C, gh, gw)
+            symbols = torch.from_numpy(context_net.snap(self.snap_net, y.cpu().numpy(), cfg.snap)).to(x.device).float()
+            reconstruction = self.model.decoder((symbols * 2 - 1).to(y.dtype))[..., : x.shape[-2], : x.shape[-1]]
+        return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.model.bottleneck.bits(symbols)}
 
     def check_finite(self, window: list[dict]) -> None:
         """Stop at a non-finite loss in the steps since the last check, before any state is saved from them."""
@@ -185,8 +201,8 @@ class Trainer:
         psnrs, bits = [], []
         for i in range(0, len(self.val), 16):
             x = self.val[i : i + 16].to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16), cpu_attention_path():
-                out = self.model(x)
+            with cpu_attention_path():
+                out = self.forward(x, self.model)
             psnrs.append(psnr_batch(out["reconstruction"].float(), x))
             bits.append(out["bits"])
         self.model.train()
@@ -284,3 +300,14 @@ class Trainer:
     def facts(self) -> dict:
         """Training facts for the model card."""
         return training_facts(self.cfg, self.progress, self.hardware(), self.data_facts)
+
+
+def _seed_context_net(path: str):
+    """The context net of a warm start's seed checkpoint, which `snap` snaps its encoder's codes by."""
+    from compressor import context_net
+    from compressor.checkpoint import read_tensors
+
+    _, info = read_tensors(path)
+    if info.context_net is None:
+        raise ValueError(f"snap needs a seed with a context net, and {path} has none (compressor fit-context --net)")
+    return context_net.ContextNet(info.context_net)
