@@ -66,7 +66,8 @@ def encode(image, model=None, *, refine: int = 0, flips: int = 0, tile: bool = T
 def decode(data: bytes, model=None):
     """Decompress .bin bytes (or a .bin file's path) to a PIL.Image; the model is found from the file's
     header unless given."""
-    from compressor.codec import bin_bytes, codec_for
+    from compressor.bitstream import bin_bytes
+    from compressor.codec import codec_for
 
     data = bin_bytes(data)
     return codec_for(data, model).decode(data)

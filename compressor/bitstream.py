@@ -28,6 +28,7 @@ all but 1 in 256 other corruptions, which a raw bit payload could not otherwise 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from compressor.errors import BitstreamError
@@ -197,3 +198,19 @@ def _unpack_standard(data: bytes, flags: int) -> tuple[Header, bytes]:
     if crc8(data[:4] + data[5:]) != data[4]:
         raise BitstreamError("damaged or truncated .bin file (check byte does not match)")
     return header, data[5:]
+
+
+def bin_bytes(data) -> bytes:
+    """A .bin's contents from bytes-like `data`, or from the file a path (str or PathLike) names."""
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            with open(data, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise BitstreamError(f".bin file not found: {data}") from None
+        except OSError as e:
+            raise BitstreamError(f"cannot read {data}: {e}") from None
+    try:
+        return bytes(memoryview(data))  # bytes(n) of an int would be n zero bytes
+    except TypeError:
+        raise TypeError(f"a .bin must be bytes or a path, not {type(data).__name__}") from None

@@ -83,9 +83,7 @@ class Codec:
         crop = card.card.get("training", {}).get("crop", (128, 256))
         self.tile = (crop[0] // model.stride, crop[1] // model.stride) if model.global_attention else None
         self.refine_start_scale = card.refine_start_scale  # an attribute, so a caller may search at another scale
-        # The plain code's unsure bits snapped to the context net's prediction (`context_net.snap`), as the
-        # decoder was trained to read them; 0 (a card without "snap"): the plain code.
-        self.snap = float(card.card.get("snap", 0.0)) if self._net is not None else 0.0
+        self.snap = float(card.card.get("snap", 0.0)) if self._net else 0.0  # c of `context_net.snap`; 0: plain
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -182,8 +180,7 @@ class Codec:
         return self._run_batched([a], lambda x: self._encode_symbols(x, t))[0]
 
     def _encode_symbols(self, x, tiling: Tiling | None):
-        """(B, 3, H, W) in [0, 1] -> uint8 symbols: the model's one encode path at `encode_precision`, snapped
-        by the card's rule where it has one."""
+        """(B, 3, H, W) in [0, 1] -> uint8 symbols: the one encode path at `encode_precision`, then the card's snap."""
         if self.snap:
             import torch
 
@@ -276,7 +273,7 @@ class Codec:
         """Bytes of many .bin files -> uint8 arrays (H, W, 3); same-size frames share model passes."""
         if isinstance(datas, (str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError(f"decode_batch takes a list of .bin contents, not {type(datas).__name__} (use decode for one)")
-        parsed = self._parse_many([bin_bytes(d) for d in datas])
+        parsed = self._parse_many([bitstream.bin_bytes(d) for d in datas])
         out: list = [None] * len(parsed)
         for (size, tiling), chunk in _same_key_chunks([(size, tiling) for _, size, tiling in parsed], self.batch):
             u8 = self._decode_symbols(np.stack([parsed[i][0] for i in chunk]), size, tiling)  # (b, H, W, 3)
@@ -375,22 +372,6 @@ def _load_cached(path: str, device: str) -> Codec:
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu") -> Codec:
     """A shipped model by name ("vit.default") or a release checkpoint by path -> Codec (cached per device)."""
     return _load_cached(str(resolve(name_or_path).resolve()), str(check_device(device)))
-
-
-def bin_bytes(data) -> bytes:
-    """A .bin's contents from bytes-like `data`, or from the file a path (str or PathLike) names."""
-    if isinstance(data, (str, os.PathLike)):
-        try:
-            with open(data, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise bitstream.BitstreamError(f".bin file not found: {data}") from None
-        except OSError as e:
-            raise bitstream.BitstreamError(f"cannot read {data}: {e}") from None
-    try:
-        return bytes(memoryview(data))  # bytes(n) of an int would be n zero bytes
-    except TypeError:
-        raise TypeError(f"a .bin must be bytes or a path, not {type(data).__name__}") from None
 
 
 def codec_for(data: bytes, model=None) -> Codec:

@@ -4,8 +4,8 @@
     {arch}.equal-budget    one per architecture, all four at the same training budget (the comparison)
 
 Only the files named here are shipped (and go into the wheel), and `checkpoints/` holds only them. Former
-checkpoints live in git history (commit d948f12 is the last that holds them all); a former name gives a
-one-line error naming the shipped model that replaces it. Run `python -m compressor.zoo --normalise-cards`
+checkpoints live in git history (commit d948f12 is the last that holds them all, 1726f52 the last with
+vit-distil2-ft); a former name gives a one-line error naming the shipped model that replaces it. Run `python -m compressor.zoo --normalise-cards`
 to rewrite the shipped files' model cards without build-machine paths (tensors and model ids unchanged).
 """
 from __future__ import annotations
@@ -35,8 +35,9 @@ class ShippedModel:
 SHIPPED: dict[str, ShippedModel] = {
     m.name: m
     for m in [
-        ShippedModel("vit.default", "vit-distil2-ft.safetensors",
-                     "pure ViT, longest trained, encoder distilled from refinement twice, decoder fine-tuned"),
+        ShippedModel("vit.default", "vit-distil2-snap.safetensors",
+                     "pure ViT, longest trained, encoder distilled from refinement twice, decoder fine-tuned on its "
+                     "codes snapped by the context net"),
         ShippedModel("vit.equal-budget", "vit-1m-distil-ft.safetensors",
                      "pure ViT at the comparison's budget (1M frames, distilled, decoder fine-tuned)"),
         ShippedModel("cvit.equal-budget", "cvit-1m-distil-ft.safetensors",
@@ -61,6 +62,7 @@ REMOVED: dict[str, str] = {
     "vit-distil": "vit.default",
     "vit-distil-ft": "vit.default",
     "vit-distil2": "vit.default",
+    "vit-distil2-ft": "vit.default",  # its files still decode: vit.default carries its encoder and coding
     "cvit": "cvit.equal-budget",
     "cvit-1m": "cvit.equal-budget",
     "cvit-1m-distil": "cvit.equal-budget",
@@ -114,7 +116,7 @@ def name_of(path: str | os.PathLike) -> str | None:
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A shipped name ("vit.default"), an alias ("vit-distil2-ft") or a .safetensors path -> the file's path."""
+    """A shipped name ("vit.default"), an alias ("vit-distil2-snap") or a .safetensors path -> the file's path."""
     text = str(name_or_path)
     if text in SHIPPED or text in ALIASES:
         path = shipped_path(text)

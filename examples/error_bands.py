@@ -1,6 +1,6 @@
 """In which spatial band a model's error lies, against a classic codec at the same bytes.
 
-    python examples/error_bands.py ../shared/data/eval/kodak-frames-128x256 [--model vit-distil2-ft]
+    python examples/error_bands.py ../shared/data/eval/kodak-frames-128x256 [--model vit.default]
                                    [--classic AVIF] [--file]
 
 Each image is coded by the model, and by the classic codec at the most bytes that fit the model's file for

@@ -3,6 +3,9 @@
 # then re-record each card's results (same PSNR, fewer bytes). Rewrites checkpoints/*.safetensors in place:
 # a checkpoint's model id changes, its old id is kept as legacy_model_id so version-1 files still decode.
 #
+# vit-distil2-ft (git show 1726f52:checkpoints/vit-distil2-ft.safetensors) was the default then; vit.default
+# (vit-distil2-snap) carries its tables and net bit for bit, so refitting it would refuse that model's files.
+#
 # usage: bash examples/fit_context_shipped.sh [NAME ...]     (from the repository root; default: the five)
 set -euo pipefail
 data=../shared/data

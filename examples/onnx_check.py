@@ -1,6 +1,6 @@
 """Compare `compressor export-onnx`'s encoder and decoder (onnxruntime) with the torch float32 path.
 
-    compressor export-onnx vit-distil2-ft /tmp/onnx
+    compressor export-onnx vit.default /tmp/onnx
     python examples/onnx_check.py /tmp/onnx /tmp/drive1200.mp4 --frames 256
 
 Prints the share of token bits on which the two encoders agree (for a model that snaps, the ONNX

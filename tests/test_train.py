@@ -473,12 +473,12 @@ def test_a_frozen_half_stays_bit_for_bit_and_the_other_moves(image_folder, tmp_p
 
 
 def test_a_fixed_encoder_keeps_its_seeds_encode_precision(image_folder, tmp_path):
-    """The card's encode_precision is a fact about the encoder: a decoder fine-tuned on a seed's fixed
-    codes carries it; a run that trains the encoder does not."""
+    """The card's encode_precision and refine_start_scale are facts about the encoder: a decoder fine-tuned
+    on a seed's fixed codes carries them; a run that trains the encoder does not."""
     from compressor.checkpoint import read_card, update_card
 
     seed = _seed_release(image_folder, tmp_path)
-    update_card(seed, {**read_card(seed).card, "encode_precision": "bf16"})
+    update_card(seed, {**read_card(seed).card, "encode_precision": "bf16", "refine_start_scale": 0.25})
     for frozen in ("encoder", "decoder"):
         cfg = _config(image_folder, tmp_path, 2)
         cfg.init_from = str(seed)
@@ -486,7 +486,9 @@ def test_a_fixed_encoder_keeps_its_seeds_encode_precision(image_folder, tmp_path
         train(cfg, tmp_path / frozen)
         export_release(tmp_path / frozen, tmp_path / f"{frozen}.safetensors", name=frozen)
     assert read_card(tmp_path / "encoder.safetensors").card.get("encode_precision") == "bf16"
+    assert read_card(tmp_path / "encoder.safetensors").refine_start_scale == 0.25
     assert "encode_precision" not in read_card(tmp_path / "decoder.safetensors").card
+    assert "refine_start_scale" not in read_card(tmp_path / "decoder.safetensors").card
 
 
 def test_distillation_fits_the_encoder_to_refined_codes(image_folder, tmp_path):

@@ -77,8 +77,8 @@ def _codec_for_id(model_id: int, model, what: str):
 
 def _coding_for(codec, model_id: int):
     """(context tables, context net) a file of `model_id` was coded with: the codec's both, its tables
-    alone under its table id, none under its legacy id."""
-    if model_id == codec.model_id:
+    alone under its table id, none under its legacy id; both for a checkpoint whose coding it carries."""
+    if model_id == codec.model_id or model_id in codec.card.former_model_ids:
         return codec._tables, codec._net
     return (codec._tables if model_id == codec.card.table_model_id else None), None
 

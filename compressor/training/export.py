@@ -48,10 +48,10 @@ def export_release(run_dir: str | Path, output: str | Path, *, name: str) -> int
     }
     seed = None
     if cfg.freeze_encoder and Path(cfg.init_from).is_file():
-        # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds.
+        # The encoder is the seed's bit for bit, so the precision it was measured to encode at holds, and
+        # so does the scale a search starts from (both measured on that encoder).
         seed = read_card(cfg.init_from)
-        if "encode_precision" in seed.card:
-            card["encode_precision"] = seed.card["encode_precision"]
+        card.update({k: seed.card[k] for k in ("encode_precision", "refine_start_scale") if k in seed.card})
     if not cfg.snap:
         return save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
     if seed is None:
@@ -70,7 +70,7 @@ def _save_with_seed_coding(output, model, cfg, name: str, card: dict, seed) -> i
     former = [seed.model_id, seed.table_model_id, seed.legacy_model_id]
     former += [int(i, 16) for i in seed.card.get("reads_files_of", {}).get("model_ids", [])]
     save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
-    coding = {"snap": cfg.snap, "reads_files_of": {"name": card["training"]["warm_started_from"]["name"],
+    coding = {"context": seed.card.get("context", {}), "snap": cfg.snap, "reads_files_of": {"name": card["training"]["warm_started_from"]["name"],
                                                    "model_ids": sorted({f"{i:04x}" for i in former if i is not None})}}
     model_id, _ = save_with_context(output, output, seed.context_tables, coding, seed.context_net)
     return model_id

@@ -8,7 +8,7 @@ frames, 2 threads. Prints, per model, the median and every round:
   three steps, the first round left out of the median as warm-up.
 
 usage: python docs/scripts/attention_speed.py [--what decode|search|train] [MODEL ...]
-       (models by default: vit-distil2-ft cvit-1m-distil-ft hybrid-1m-distil-ft; `search`: vit-distil2-ft)
+       (models by default: vit.default cvit-1m-distil-ft hybrid-1m-distil-ft; `search`: vit.default)
 """
 import argparse
 import glob
@@ -94,8 +94,8 @@ def main() -> None:
     p.add_argument("--what", choices=["decode", "search", "train"], default="decode")
     p.add_argument("models", nargs="*")
     args = p.parse_args()
-    models = args.models or (["vit-distil2-ft"] if args.what == "search"
-                             else ["vit-distil2-ft", "cvit-1m-distil-ft", "hybrid-1m-distil-ft"])
+    models = args.models or (["vit.default"] if args.what == "search"
+                             else ["vit.default", "cvit-1m-distil-ft", "hybrid-1m-distil-ft"])
     torch.set_num_threads(2)
     paths = sorted(glob.glob("../shared/data/eval/driving-frames-128x256/*.png"))[:32]
     if len(paths) < 32:
