@@ -386,6 +386,21 @@ def test_version_3_files_and_clips_of_the_default_decode_and_are_written_again_b
         assert _sha(symbols) == ref["symbols_sha256"]
 
 
+def test_the_defaults_older_clips_and_files_decompress_from_the_command_line(tmp_path):
+    """`decompress` of every reference file and clip (written by this default or by a checkpoint whose coding
+    it carries): found from the header, decoded to the reference symbols' frames, exit status 0."""
+    from PIL import Image
+
+    from compressor.cli import decompress_main
+
+    for version in (2, 3, 4):
+        for name, ref in _reference(version).items():
+            out = tmp_path / (name.replace(".bin", "") + ("" if name.endswith("clip.bin") else ".png"))
+            assert decompress_main([str(REPO / "tests" / "data" / name), str(out), "-q"]) == 0, name
+            first = sorted(out.iterdir())[0] if out.is_dir() else out
+            assert Image.open(first).size == (256, 128)
+
+
 def test_version_4_files_of_the_default_decode_and_are_written_again_byte_for_byte():
     """The default's 128x256 files in the 5-byte header (tests/data/v4-*): found from the header alone,
     decoded to the reference symbols, and written again to the same bytes."""

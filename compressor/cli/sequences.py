@@ -58,7 +58,8 @@ def _codec_for_id(model_id: int, model, what: str):
     """The codec for a file made by `model_id`: `model` if given (refused when it is other weights), else
     the shipped model with that id. A checkpoint's legacy id (before context tables were added to it:
     the same network) and its table id (before its context net was added) are accepted; `_coding_for`
-    then gives no tables, or the tables without the net."""
+    then gives no tables, or the tables without the net. So are the ids of a checkpoint whose coding it
+    carries (`ModelCard.former_model_ids`)."""
     import compressor
     from compressor.zoo import find_shipped
     from compressor.errors import ModelMismatchError
@@ -70,7 +71,8 @@ def _codec_for_id(model_id: int, model, what: str):
                                      "pass --model with the checkpoint it was made with")
         model = path
     codec = compressor.load(model)
-    if model_id not in (codec.model_id, codec.card.legacy_model_id, codec.card.table_model_id):
+    if model_id not in (codec.model_id, codec.card.legacy_model_id, codec.card.table_model_id,
+                        *codec.card.former_model_ids):
         raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
     return codec
 
