@@ -65,7 +65,6 @@ class ModelCard:
         return (model_id == self.model_id or (version <= 2 and model_id == self.table_model_id)
                 or (version == 1 and model_id == self.legacy_model_id) or model_id in self.former_model_ids)
 
-
     @property
     def refine_start_scale(self) -> float:
         """What refinement multiplies this encoder's latent by before its search (`compressor.search`; 1 if unsaid)."""

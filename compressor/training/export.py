@@ -70,7 +70,8 @@ def _save_with_seed_coding(output, model, cfg, name: str, card: dict, seed) -> i
     former = [seed.model_id, seed.table_model_id, seed.legacy_model_id]
     former += [int(i, 16) for i in seed.card.get("reads_files_of", {}).get("model_ids", [])]
     save_release(output, model, cfg.model, name=name, card=card, weight_dtype=torch.float16)
-    coding = {"context": seed.card.get("context", {}), "snap": cfg.snap, "reads_files_of": {"name": card["training"]["warm_started_from"]["name"],
-                                                   "model_ids": sorted({f"{i:04x}" for i in former if i is not None})}}
+    reads = {"name": card["training"]["warm_started_from"]["name"],
+             "model_ids": sorted({f"{i:04x}" for i in former if i is not None})}
+    coding = {"context": seed.card.get("context", {}), "snap": cfg.snap, "reads_files_of": reads}
     model_id, _ = save_with_context(output, output, seed.context_tables, coding, seed.context_net)
     return model_id

@@ -79,6 +79,8 @@ class Trainer:
         if cfg.distill_refine and self.world > 1:
             raise ValueError("distill_refine trains in one process (it does not synchronise the refined buffer)")
         self.distiller = Distiller(cfg, self.model) if cfg.distill_refine else None
+        if cfg.snap and self.world > 1:  # its decoder pass bypasses the DDP wrapper, so nothing would sync
+            raise ValueError("snap trains in one process")
         self.snap_net = _seed_context_net(cfg.init_from) if cfg.snap else None
         self.data_facts: dict = {}  # what prepare_data read, for the model card
 
