@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -193,10 +194,16 @@ class Codec:
         with self._encoder_autocast():
             return self.model.encode_latent(self.model.pad(x), tiling).float()
 
+    @contextmanager
     def _encoder_autocast(self):
+        """bf16 autocast at `encode_precision`, attention as decoding runs it (`layers.cpu_attention_path`)."""
         import torch
 
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16")
+        from compressor.layers import cpu_attention_path
+
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16"), \
+                cpu_attention_path():
+            yield
 
     def _tiling_for(self, height: int, width: int, tile: bool = True, overlap: bool = True) -> Tiling | None:
         """How an image of this size is cut into network passes, or None when it is coded whole."""

@@ -112,6 +112,7 @@ def test_bf16_decode_is_within_rounding_of_fp32(tiny_path, frame):
 def test_encode_precision_follows_the_card_where_the_cpu_has_bf16_units(tiny_path, frame, monkeypatch):
     """auto: bf16 only for a card that asks for it, on a CPU with bf16 units; explicit values override."""
     import compressor.codec as codec_module
+    from compressor.layers import cpu_attention_path
     from compressor.model import load_model
     from compressor.codec import Codec
 
@@ -125,10 +126,10 @@ def test_encode_precision_follows_the_card_where_the_cpu_has_bf16_units(tiny_pat
     fp32 = codec(encode_precision="fp32")
     bf16 = codec(encode_precision="bf16")
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention_path():
         want = fp32.model.encode_symbols(x).numpy()
     got = np.stack([bf16.encode_symbols(f) for f in frames])
-    np.testing.assert_array_equal(got, want)  # the encoder under bf16 autocast
+    np.testing.assert_array_equal(got, want)  # the encoder under bf16 autocast, attention as decoding runs it
     # The tiny model's margins are small: bf16 rounding moves some signs, so the bytes tell the two apart.
     assert bf16.encode_batch(frames) != fp32.encode_batch(frames)
     np.testing.assert_array_equal(np.stack([bf16.decode_symbols(d)[0] for d in bf16.encode_batch(frames)]), want)
