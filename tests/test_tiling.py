@@ -183,10 +183,11 @@ def test_gradient_passes_recompute_on_the_same_path_to_the_same_gradient(tiny, m
 
 @pytest.mark.slow
 def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
-    """kodim23 at 512x768 with the default: overlapping windows 26.24 dB, tiles side by side 25.96 dB, whole
-    18.57 dB, from latents of the same size (2566 / 2565 / 2561 B with per-channel coding; 2090 / 2079 /
-    1854 B with the context tables, which find the whole image's poorer code more predictable: 11% fewer
-    bytes cannot buy back 7 dB); the 16-pixel bands on the tile borders gain 0.87 dB (24.41 -> 25.28)."""
+    """kodim23 at 512x768 with the default: overlapping windows 26.08 dB, tiles side by side 25.89 dB, whole
+    18.47 dB, from latents of the same size (1692 / 1662 / 1451 B with the context net and snapping, which
+    find the whole image's poorer code more predictable: 13% fewer bytes cannot buy back 7 dB); the 16-pixel
+    bands on the tile borders gain 0.59 dB (24.50 -> 25.09). (The former default, per-channel coding and no
+    snapping: 26.24 / 25.96 / 18.57 dB, borders +0.87 dB.)"""
     from compressor.metrics import psnr
 
     img = np.asarray(Image.open(eval_dir("kodak") / "kodim23.png").convert("RGB"))
@@ -195,8 +196,8 @@ def test_tiles_keep_the_shipped_vit_at_its_training_quality_on_a_larger_image():
     assert 0.85 * len(tiled) < len(whole) <= len(tiled) and abs(len(overlap) - len(tiled)) < 0.02 * len(tiled)
     out = {name: np.asarray(codec.decode(d)) for name, d in (("overlap", overlap), ("tiled", tiled), ("whole", whole))}
     assert psnr(img, out["tiled"]) > psnr(img, out["whole"]) + 6
-    assert psnr(img, out["overlap"]) > psnr(img, out["tiled"]) + 0.2
+    assert psnr(img, out["overlap"]) > psnr(img, out["tiled"]) + 0.15
     seams = np.zeros(img.shape[:2], dtype=bool)
     seams[120:136], seams[248:264], seams[376:392] = True, True, True  # rows 128, 256, 384
     seams[:, 248:264] = seams[:, 504:520] = True  # columns 256, 512
-    assert psnr(img[seams], out["overlap"][seams]) > psnr(img[seams], out["tiled"][seams]) + 0.6
+    assert psnr(img[seams], out["overlap"][seams]) > psnr(img[seams], out["tiled"][seams]) + 0.4
