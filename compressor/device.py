@@ -4,6 +4,21 @@ torch is imported on first use, like everywhere in the codec core."""
 from __future__ import annotations
 
 
+def cpu_name() -> str:
+    """This CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) Platinum 8480+"), as speeds and cards name
+    the machine: Linux's /proc/cpuinfo, else what `platform` knows (often only the architecture)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip() or platform.machine()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def fast_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 beats float32 2-3x."""
     import torch

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from compressor.zoo import DEFAULT_MODEL
 from compressor.errors import ImageError
+from compressor.device import cpu_name
 from compressor.images import IMAGE_SUFFIXES, to_rgb_array
 from compressor.metrics import psnr
 
@@ -135,7 +135,7 @@ def measure_speed(model=DEFAULT_MODEL, *, batch: int = 32, frames: int = 256, th
         "frames": frames,
         "threads": torch.get_num_threads(),
         "device": (f"cuda ({torch.cuda.get_device_name(codec.device)})" if codec.device.type == "cuda"
-                   else f"cpu ({platform.processor() or platform.machine()})"),
+                   else f"cpu ({cpu_name()})"),
         "repeats": repeats,
         "refine": refine,
         "flips": flips,

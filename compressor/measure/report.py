@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 from compressor.checkpoint import warm_start_note
+from compressor.device import cpu_name
 
 
 def _fmt(v, spec: str) -> str:
@@ -19,7 +19,7 @@ def write_tables(out: Path, records, scaling_result, models, image_dirs) -> None
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
     meta = {"command": "compressor bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
             "models": list(models), "images": [str(d) for d in image_dirs],
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores"}
     (out / "results.json").write_text(json.dumps({"meta": meta, "records": clean, "scaling": scaling_result},
                                                  indent=1, default=float))
     lines = [f"Produced by `{meta['command']}` on {meta['machine']}.", ""]

@@ -11,7 +11,6 @@ in the model card (`training_facts`). Nothing is pickled.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from compressor.atomic import write_atomic
+from compressor.device import cpu_name
 from compressor.layers import TransformerBlock
 from compressor.training.config import WHERE_NOT_WHAT, TrainConfig
 
@@ -72,7 +72,7 @@ def hardware(cfg: TrainConfig, device: torch.device | None = None, world: int = 
     precision = "bf16 autocast" if cfg.bf16 else "fp32"
     if device is not None and device.type == "cuda":
         return f"{f'{world} x ' if world > 1 else ''}{torch.cuda.get_device_name(device)}, {precision}"
-    return f"{platform.processor() or platform.machine()}, {cfg.threads} CPU thread(s), {precision}"
+    return f"{cpu_name()}, {cfg.threads} CPU thread(s), {precision}"
 
 
 def training_facts(cfg: TrainConfig, progress: Progress, machine: str, data_facts: dict | None = None) -> dict:
