@@ -612,3 +612,6 @@ def test_a_snap_run_trains_on_snapped_codes_and_its_release_reads_the_seeds_file
     cfg.freeze_encoder = False
     with pytest.raises(ValueError, match="snap"):
         check_config(cfg)
+    cfg.freeze_encoder, cfg.init_from = True, str(_seed_release(image_folder, tmp_path))  # a seed without a net
+    with pytest.raises(ValueError, match="context net"):
+        check_config(cfg)  # refused before any run folder is made

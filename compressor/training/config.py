@@ -163,6 +163,12 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("freeze_encoder needs init_from: an encoder that is already trained")
     if cfg.snap < 0 or (cfg.snap and not cfg.freeze_encoder):
         raise ValueError("snap must be 0 or more, and needs freeze_encoder: the codes are the seed encoder's, snapped")
+    if cfg.snap and cfg.init_from:
+        from compressor.checkpoint import read_card
+
+        if read_card(cfg.init_from).table_model_id is None:  # the id a checkpoint keeps when it gets a net
+            raise ValueError(f"snap needs a seed with a context net, and {cfg.init_from} has none "
+                             "(compressor fit-context --net)")
     if cfg.freeze_encoder and cfg.freeze_decoder:
         raise ValueError("freeze_encoder and freeze_decoder together leave no network to train")
     if cfg.distill_refine and not cfg.freeze_decoder:

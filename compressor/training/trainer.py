@@ -309,7 +309,5 @@ def _seed_context_net(path: str):
     from compressor import context_net
     from compressor.checkpoint import read_tensors
 
-    _, info = read_tensors(path)
-    if info.context_net is None:
-        raise ValueError(f"snap needs a seed with a context net, and {path} has none (compressor fit-context --net)")
+    _, info = read_tensors(path)  # check_config has refused a seed without a net
     return context_net.ContextNet(info.context_net)
