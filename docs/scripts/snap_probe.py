@@ -62,11 +62,8 @@ def saved_bits(p_one: np.ndarray, symbols: np.ndarray) -> np.ndarray:
 
 
 def snap_parallel(net, y: np.ndarray, symbols: np.ndarray, c: float) -> np.ndarray:
-    b, channels, h, w = symbols.shape
-    p = np.empty((b, symbols[0].size))
-    p[:, context_net._order((channels, h, w), net.groups).flat] = context_net.probabilities(net, symbols)
-    saved = saved_bits(p.reshape(symbols.shape), symbols)
-    return np.where((saved > 0) & (np.abs(y) < c * saved), 1 - symbols, symbols).astype(np.uint8)
+    """The one-pass rule, as the codec now applies it (`context_net.snap`; `symbols` are y's signs)."""
+    return context_net.snap(net, y, c)
 
 
 def snap_sequential(net, y: np.ndarray, symbols: np.ndarray, c: float) -> np.ndarray:
