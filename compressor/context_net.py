@@ -224,17 +224,22 @@ def _signed(symbols: np.ndarray) -> np.ndarray:
     return grid
 
 
-def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
-    """(B, C, h, w) uint8 symbols -> (B, n) P(1) of every cell in coding order: the encoder knows every
-    context, so all tokens and channels go through the net at once (the same integers decoding computes)."""
+def _cell_probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) uint8 symbols -> (B, C, h, w) P(1) of every cell given its context: the encoder knows
+    every context, so all tokens and channels go through the net at once (the same integers decoding computes)."""
     b, channels, h, w = symbols.shape
     grid = _signed(symbols)
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # raster tokens
     _, mixed, head = net.trunk(_features(grid, _neighbour_index(ii, jj, w)))  # (B*h*w, C*K), (B*h*w, C)
     own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels)  # (B*h*w, C)
     p = net.all_probabilities(mixed, head, own)  # (B*h*w, C)
-    raster = p.reshape(b, h * w, channels).transpose(0, 2, 1).reshape(b, -1)  # (B, C*h*w) in (c, i, j) order
-    return raster[:, _order((channels, h, w), net.groups).flat]
+    return p.reshape(b, h, w, channels).transpose(0, 3, 1, 2)  # (B, C, h, w)
+
+
+def probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) uint8 symbols -> (B, n) P(1) of every cell in coding order (`_cell_probabilities`)."""
+    b, channels, h, w = symbols.shape
+    return _cell_probabilities(net, symbols).reshape(b, -1)[:, _order((channels, h, w), net.groups).flat]
 
 
 def snap(net: ContextNet, latent: np.ndarray, c: float) -> np.ndarray:
@@ -249,14 +254,10 @@ def snap(net: ContextNet, latent: np.ndarray, c: float) -> np.ndarray:
     plain = (latent >= 0).astype(np.uint8)
     if c <= 0:
         return plain
-    b, channels, h, w = plain.shape
-    flat = _order((channels, h, w), net.groups).flat
-    per_pass = max(1, TOKENS_PER_PASS // (h * w))
-    p_one = np.empty((b, channels * h * w))
+    per_pass = max(1, TOKENS_PER_PASS // (plain.shape[2] * plain.shape[3]))
     with _one_blas_thread():
-        for i in range(0, b, per_pass):
-            p_one[i : i + per_pass, flat] = probabilities(net, plain[i : i + per_pass])  # back to (c, i, j) order
-    p_one = p_one.reshape(plain.shape)
+        p_one = np.concatenate([_cell_probabilities(net, plain[i : i + per_pass])
+                                for i in range(0, len(plain), per_pass)])  # (B, C, h, w)
     p_keep = np.where(plain == 1, p_one, 1 - p_one)
     saved = np.log2(1 - p_keep) - np.log2(p_keep)  # bits a flip saves (negative: it costs)
     return np.where((saved > 0) & (np.abs(latent) < c * saved), 1 - plain, plain).astype(np.uint8)
