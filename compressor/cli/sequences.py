@@ -71,8 +71,7 @@ def _codec_for_id(model_id: int, model, what: str):
                                      "pass --model with the checkpoint it was made with")
         model = path
     codec = compressor.load(model)
-    if model_id not in (codec.model_id, codec.card.legacy_model_id, codec.card.table_model_id,
-                        *codec.card.former_model_ids):
+    if not codec.card.accepts(model_id, 1):  # version 1 accepts every id the checkpoint answers to, as find_shipped asks
         raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
     return codec
 
