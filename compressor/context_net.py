@@ -90,6 +90,10 @@ class ContextNet:
             check_exact(t)
         except ValueError as e:
             raise BitstreamError(str(e)) from None
+        # The first layer reads -1 / 0 / +1 and stays far below float32's 2^24 exact steps in every net
+        # fitted so far (2^15.5 for vit.default's): there it runs in float32, twice float64's speed and the
+        # same integers. The later layers (2^27 steps) stay in float64.
+        self.x_dtype = np.float32 if _lookup_steps(t)[0] < 2.0**24 else np.float64
         g = t["groups"].astype(np.int64)
         if g[0] != 0 or np.any(np.diff(g) < 0) or np.any(np.diff(g) > 1):
             raise BitstreamError("context net channel groups must run 0, 1, ... in channel order")
@@ -101,7 +105,7 @@ class ContextNet:
         # one sum and one lookup: the same integers, as scaling by 2^k is exact and `check_exact` keeps
         # every folded sum exact.
         (k1, o1), (k2, o2), (km, om), (ko, oo) = ((2.0**k, offset) for k, offset in _scales(t["exponents"]))
-        self.w1t, self.b1 = f["w1"].T * k1, f["b1"] * k1 + o1
+        self.w1t, self.b1 = (f["w1"].T * k1).astype(self.x_dtype), (f["b1"] * k1 + o1).astype(self.x_dtype)
         self.w2t, self.b2 = f["w2"].T * k2, f["b2"] * k2 + o2
         self.mixt, self.mix_bias = f["mix"].T * km, f["mix_bias"] * km + om
         # prev[c, k, c'] zeroed unless c' is in an earlier group than c: what channel c may read of its token.
@@ -118,7 +122,7 @@ class ContextNet:
 
     # --- integer arithmetic (values held in float64: integers times powers of two, all exact) --------
     def trunk(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N, 8C) neighbour symbols in {-1, 0, 1} -> (N, H) hidden state, (N, C*K) the chain's input and
+        """(N, 8C) neighbour symbols in {-1, 0, 1} (`x_dtype`) -> (N, H) hidden state, (N, C*K) the chain's input and
         (N, C) the logits' part from the hidden state, biases and offsets included."""
         h1 = _lookup(self.act, x @ self.w1t + self.b1)
         h = _lookup(self.act, h1 @ self.w2t + self.b2)
@@ -159,11 +163,10 @@ def _scales(exponents) -> tuple[tuple[int, float], ...]:
             (LOGIT_IN - eo - ACT_OUT, LOGIT_OFFSET))
 
 
-def check_exact(t: dict) -> None:
-    """ValueError unless float64 computes the net's integers exactly, in any order: every accumulator of the
-    integer tensors (KEYS) stays below EXACT_LIMIT, and so does each lookup's input acc * 2^k + offset
-    counted in its finest step (2^k, or the offset's half), so the folded sums of `ContextNet` are exact
-    too and every lookup index fits the int64 `_lookup` casts to."""
+def _lookup_steps(t: dict) -> list[float]:
+    """Each layer's largest lookup input acc * 2^k + offset, counted in its finest step (2^k, or the
+    offset's half): the first layer, the second, the chain and the logit. A sum of such integers is exact
+    in any order in a float whose mantissa holds that many steps."""
     a = {k: np.abs(np.asarray(t[k], np.float64)) for k in KEYS if k not in ("groups", "sigmoid")}
     act = a["act"].max()
     bounds = (
@@ -174,7 +177,15 @@ def check_exact(t: dict) -> None:
     )
     if max(bounds) >= EXACT_LIMIT:
         raise ValueError(f"context net accumulators could reach {max(bounds):.3g}, past exact float64 sums")
-    steps = [(b * 2.0**k + offset) / min(2.0**k, 0.5) for b, (k, offset) in zip(bounds, _scales(t["exponents"]))]
+    return [(b * 2.0**k + offset) / min(2.0**k, 0.5) for b, (k, offset) in zip(bounds, _scales(t["exponents"]))]
+
+
+def check_exact(t: dict) -> None:
+    """ValueError unless float64 computes the net's integers exactly, in any order: every accumulator of the
+    integer tensors (KEYS) stays below EXACT_LIMIT, and so does each lookup's input acc * 2^k + offset
+    counted in its finest step (`_lookup_steps`), so the folded sums of `ContextNet` are exact
+    too and every lookup index fits the int64 `_lookup` casts to."""
+    steps = _lookup_steps(t)
     if max(steps) >= EXACT_LIMIT:
         raise ValueError(f"context net exponents {np.asarray(t['exponents']).tolist()} make lookup inputs "
                          f"of {max(steps):.3g} steps, past exact float64 sums")
@@ -217,10 +228,10 @@ def _features(grid: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return x.reshape(b, c, -1, len(NEIGHBOURS)).transpose(0, 2, 3, 1).reshape(-1, len(NEIGHBOURS) * c)
 
 
-def _signed(symbols: np.ndarray) -> np.ndarray:
-    """(B, C, h, w) uint8 -> (B, C, h+4, w+4) float64 -1 / +1, 0 in the padding."""
-    grid = np.zeros((*symbols.shape[:2], symbols.shape[2] + 2 * PAD, symbols.shape[3] + 2 * PAD))
-    grid[:, :, PAD:-PAD, PAD:-PAD] = symbols.astype(np.float64) * 2 - 1
+def _signed(symbols: np.ndarray, dtype) -> np.ndarray:
+    """(B, C, h, w) uint8 -> (B, C, h+4, w+4) -1 / +1, 0 in the padding."""
+    grid = np.zeros((*symbols.shape[:2], symbols.shape[2] + 2 * PAD, symbols.shape[3] + 2 * PAD), dtype)
+    grid[:, :, PAD:-PAD, PAD:-PAD] = symbols.astype(dtype) * 2 - 1
     return grid
 
 
@@ -228,10 +239,10 @@ def _cell_probabilities(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
     """(B, C, h, w) uint8 symbols -> (B, C, h, w) P(1) of every cell given its context: the encoder knows
     every context, so all tokens and channels go through the net at once (the same integers decoding computes)."""
     b, channels, h, w = symbols.shape
-    grid = _signed(symbols)
+    grid = _signed(symbols, net.x_dtype)
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # raster tokens
     _, mixed, head = net.trunk(_features(grid, _neighbour_index(ii, jj, w)))  # (B*h*w, C*K), (B*h*w, C)
-    own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels)  # (B*h*w, C)
+    own = grid[:, :, ii + PAD, jj + PAD].transpose(0, 2, 1).reshape(-1, channels).astype(np.float64)  # (B*h*w, C)
     p = net.all_probabilities(mixed, head, own)  # (B*h*w, C)
     return p.reshape(b, h, w, channels).transpose(0, 3, 1, 2)  # (B, C, h, w)
 
@@ -335,7 +346,7 @@ def decode_many(payloads: list[bytes], net: ContextNet, shape: tuple[int, int, i
     if not payloads:
         return []
     b = len(payloads)
-    grid = np.zeros((b, channels, h + 2 * PAD, w + 2 * PAD))  # -1 / +1 once decoded, 0 before and outside
+    grid = np.zeros((b, channels, h + 2 * PAD, w + 2 * PAD), net.x_dtype)  # -1 / +1 once decoded, 0 before and outside
     model = _model()
     with _one_blas_thread():
         try:

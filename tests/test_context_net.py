@@ -118,7 +118,7 @@ def _integer_probabilities(t: dict, symbols: np.ndarray) -> np.ndarray:
         i = (acc << k) + half_range if k >= 0 else (acc + (half_range << -k) + (1 << (-k - 1))) >> -k
         return np.clip(i, 0, 2 * half_range - 1)
 
-    grid = context_net._signed(symbols[None]).astype(np.int64)
+    grid = context_net._signed(symbols[None], np.int64)
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))
     x = context_net._features(grid, context_net._neighbour_index(ii, jj, w))  # (hw, 8C)
     own = grid[0][:, ii + 2, jj + 2].T  # (hw, C)
@@ -135,11 +135,16 @@ def _integer_probabilities(t: dict, symbols: np.ndarray) -> np.ndarray:
 
 def test_float_arithmetic_gives_the_integer_nets_probabilities():
     """ContextNet folds each layer's power-of-two scale and table offset into its weights and biases and
-    computes in float64: every probability equals the integer definition's, for a fitted net and the
-    default's."""
+    computes in floats (the first layer in float32 where its sums fit, the rest in float64): every
+    probability equals the integer definition's, for a fitted net, the default's, and the default's with
+    a first layer scaled past float32's exact range."""
     import compressor
 
-    for tensors in (fitted_net(), compressor.load("vit.default").card.context_net):
+    default = compressor.load("vit.default").card.context_net
+    wide = dict(default, exponents=np.array([-4, *np.asarray(default["exponents"])[1:]], np.int32))
+    assert context_net.ContextNet(default).x_dtype == np.float32
+    assert context_net.ContextNet(wide).x_dtype == np.float64
+    for tensors in (fitted_net(), default, wide):
         net = context_net.ContextNet(tensors)
         for seed, shape in [(0, (14, 8, 16)), (1, (14, 3, 5)), (2, (14, 12, 20))]:
             symbols = structured_symbols(seed, shape, flip=0.2)
