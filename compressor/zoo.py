@@ -38,13 +38,13 @@ SHIPPED: dict[str, ShippedModel] = {
         ShippedModel("vit.default", "vit-distil2-snap.safetensors",
                      "pure ViT, longest trained, encoder distilled from refinement twice, decoder fine-tuned on its "
                      "codes snapped by the context net"),
-        ShippedModel("vit.equal-budget", "vit-1m-distil-ft.safetensors",
-                     "pure ViT at the comparison's budget (1M frames, distilled, decoder fine-tuned)"),
-        ShippedModel("cvit.equal-budget", "cvit-1m-distil-ft.safetensors",
+        ShippedModel("vit.equal-budget", "vit-1m-distil-snap.safetensors",
+                     "pure ViT at the comparison's budget (1M frames, distilled, decoder fine-tuned on snapped codes)"),
+        ShippedModel("cvit.equal-budget", "cvit-1m-distil-snap.safetensors",
                      "windowed-attention ViT at the comparison's budget"),
-        ShippedModel("hybrid.equal-budget", "hybrid-1m-distil-ft.safetensors",
+        ShippedModel("hybrid.equal-budget", "hybrid-1m-distil-snap.safetensors",
                      "conv stem + global attention at the comparison's budget"),
-        ShippedModel("convnext.equal-budget", "convnext-1m-distil-ft.safetensors",
+        ShippedModel("convnext.equal-budget", "convnext-1m-distil-snap.safetensors",
                      "all-convolutional ConvNeXt at the comparison's budget"),
     ]
 }
@@ -72,6 +72,11 @@ REMOVED: dict[str, str] = {
     "convnext": "convnext.equal-budget",
     "convnext-1m": "convnext.equal-budget",
     "convnext-1m-distil": "convnext.equal-budget",
+    # the equal-budget models before snapping; each successor carries its encoder and coding, so their files decode
+    "vit-1m-distil-ft": "vit.equal-budget",
+    "cvit-1m-distil-ft": "cvit.equal-budget",
+    "hybrid-1m-distil-ft": "hybrid.equal-budget",
+    "convnext-1m-distil-ft": "convnext.equal-budget",
 }
 
 # The source tree's checkpoints/; a wheel maps the shipped files into compressor/checkpoints/.
@@ -159,7 +164,7 @@ def find_shipped(model_id: int, version: int = 1) -> Path | None:
 # name inside the data folder. Any other path that reaches outside the repo keeps its last part only.
 _DATA_PATH = re.compile(r"/?(?:[\w.+~-]+/)*data/((?:train|eval)(?:/[\w.+-]+)*)")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)")
-_CHECKPOINT_PATH = re.compile(r"(?:[\w.+-]+/)+([\w.+-]+)\.safetensors")
+_CHECKPOINT_PATH = re.compile(r"/?(?:[\w.+-]+/)+([\w.+-]+)\.safetensors")  # absolute or relative
 
 
 def _clean_text(text: str) -> str:

@@ -25,18 +25,18 @@ def test_five_models_named_arch_dot_tag_with_the_default_first():
     assert [c.name for c in compressor.list_models()] == NAMES
 
 
-@pytest.mark.parametrize("alias,name", [("vit-distil2-snap", "vit.default"), ("vit-1m-distil-ft", "vit.equal-budget"),
-                                        ("cvit-1m-distil-ft", "cvit.equal-budget"),
-                                        ("hybrid-1m-distil-ft", "hybrid.equal-budget"),
-                                        ("convnext-1m-distil-ft", "convnext.equal-budget")])
+@pytest.mark.parametrize("alias,name", [("vit-distil2-snap", "vit.default"), ("vit-1m-distil-snap", "vit.equal-budget"),
+                                        ("cvit-1m-distil-snap", "cvit.equal-budget"),
+                                        ("hybrid-1m-distil-snap", "hybrid.equal-budget"),
+                                        ("convnext-1m-distil-snap", "convnext.equal-budget")])
 def test_old_file_names_are_aliases(alias, name):
     assert zoo.canonical_name(alias) == name
     assert zoo.resolve(alias) == zoo.resolve(name) == zoo.shipped_models()[name]
     assert zoo.resolve(name).name == alias + ".safetensors"
 
 
-def test_eighteen_former_names_say_what_replaces_them_in_one_line():
-    assert len(zoo.REMOVED) == 18 and not set(zoo.REMOVED) & (set(zoo.SHIPPED) | set(zoo.ALIASES))
+def test_twenty_two_former_names_say_what_replaces_them_in_one_line():
+    assert len(zoo.REMOVED) == 22 and not set(zoo.REMOVED) & (set(zoo.SHIPPED) | set(zoo.ALIASES))
     assert set(zoo.REMOVED.values()) <= set(zoo.SHIPPED)
     for old, new in zoo.REMOVED.items():
         with pytest.raises(ModelError) as e:
@@ -87,6 +87,7 @@ def test_normalised_cards_keep_history_and_lose_paths():
         "training": {"data": ["/srv/shared/data/train", "../shared/data/train/driving"],
                      "recipe": {"init_from": "checkpoints/vit-1m-distil.safetensors", "val_data": [], "steps": 3},
                      "warm_started_from": {"name": "vit-1m-distil", "frames_seen": 10},
+                     "seed": "/work/runs/vit-1m-distil-ft.safetensors",
                      "note": "from runs/seed.safetensors on /home/someone/data/train/photos, 2 steps/s"},
     }
     clean = zoo.normalise_card(card)
@@ -94,6 +95,7 @@ def test_normalised_cards_keep_history_and_lose_paths():
     assert clean["training"]["recipe"] == {"init_from": "vit-1m-distil", "val_data": [], "steps": 3}
     assert clean["training"]["warm_started_from"] == card["training"]["warm_started_from"]
     assert clean["training"]["note"] == "from seed on train/photos, 2 steps/s"
+    assert clean["training"]["seed"] == "vit-1m-distil-ft"  # an absolute checkpoint path: its name, no slash
     assert zoo.normalise_card(clean) == clean
 
 
@@ -118,7 +120,8 @@ def test_normalising_the_shipped_cards_keeps_the_weights(tmp_path, monkeypatch):
     assert zoo.normalise_shipped_cards() == [f"cvit.equal-budget: rewrote the card of {source.name}"]
     after = read_card(tmp_path / source.name)
     assert after.model_id == before.model_id and after.name == "cvit.equal-budget"
-    assert after.card["alias"] == "cvit-1m-distil-ft" and after.card["training"]["data"] == ["train"]
+    assert after.card["alias"] == "cvit-1m-distil-snap"
+    assert after.card["training"]["data"] == ["train/driving", "train/photos"]
     assert after.card["results"] == before.card["results"]
     compressor.load(tmp_path / source.name)  # the weights still match the id
 

@@ -8,7 +8,7 @@ frames, 2 threads. Prints, per model, the median and every round:
   three steps, the first round left out of the median as warm-up.
 
 usage: python docs/scripts/attention_speed.py [--what decode|search|train] [MODEL ...]
-       (models by default: vit.default cvit-1m-distil-ft hybrid-1m-distil-ft; `search`: vit.default)
+       (models by default: vit.default cvit.equal-budget hybrid.equal-budget; `search`: vit.default)
 """
 import argparse
 import glob
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("models", nargs="*")
     args = p.parse_args()
     models = args.models or (["vit.default"] if args.what == "search"
-                             else ["vit.default", "cvit-1m-distil-ft", "hybrid-1m-distil-ft"])
+                             else ["vit.default", "cvit.equal-budget", "hybrid.equal-budget"])
     torch.set_num_threads(2)
     paths = sorted(glob.glob("../shared/data/eval/driving-frames-128x256/*.png"))[:32]
     if len(paths) < 32:
