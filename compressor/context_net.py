@@ -120,7 +120,7 @@ class ContextNet:
         self.act = f["act"]
         self.p_one = f["sigmoid"] / PROB_ONE  # P(1) as a fraction: exact, PROB_ONE being a power of two
 
-    # --- integer arithmetic (values held in float64: integers times powers of two, all exact) --------
+    # --- integer arithmetic (values held in floats: integers times powers of two, all exact) ---------
     def trunk(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 8C) neighbour symbols in {-1, 0, 1} (`x_dtype`) -> (N, H) hidden state, (N, C*K) the chain's input and
         (N, C) the logits' part from the hidden state, biases and offsets included."""
