@@ -153,8 +153,8 @@ class Codec:
         def symbols_of(x):
             t = self._tiling_for(*x.shape[-2:], tile, overlap)
             if refine:
-                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t,
-                                      start_scale=self.refine_start_scale)
+                return refine_symbols(self.model, x, steps=refine, bf16=bf16, tiling=t, start=self._encode_latent(x, t),
+                                      start_scale=self.refine_start_scale)  # from the latent at the card's precision
             if flips:
                 return flip_symbols(self.model, x, rounds=flips, bf16=bf16, tiling=t, latent=self._encode_latent(x, t),
                                     rate=rate, rate_weight=rate_weight)
