@@ -265,13 +265,24 @@ def snap(net: ContextNet, latent: np.ndarray, c: float) -> np.ndarray:
     plain = (latent >= 0).astype(np.uint8)
     if c <= 0:
         return plain
-    per_pass = max(1, TOKENS_PER_PASS // (plain.shape[2] * plain.shape[3]))
-    with _one_blas_thread():
-        p_one = np.concatenate([_cell_probabilities(net, plain[i : i + per_pass])
-                                for i in range(0, len(plain), per_pass)])  # (B, C, h, w)
-    p_keep = np.where(plain == 1, p_one, 1 - p_one)
-    saved = np.log2(1 - p_keep) - np.log2(p_keep)  # bits a flip saves (negative: it costs)
+    saved = flip_savings(net, plain)
     return np.where((saved > 0) & (np.abs(latent) < c * saved), 1 - plain, plain).astype(np.uint8)
+
+
+def flip_savings(net: ContextNet, symbols: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) uint8 symbols -> the bits a flip of each cell would save under the net, every cell given
+    the others as they are (one pass, `TOKENS_PER_PASS` tokens at a time); negative where a flip costs."""
+    per_pass = max(1, TOKENS_PER_PASS // (symbols.shape[2] * symbols.shape[3]))
+    with _one_blas_thread():
+        p_one = np.concatenate([_cell_probabilities(net, symbols[i : i + per_pass])
+                                for i in range(0, len(symbols), per_pass)])  # (B, C, h, w)
+    return saved_bits(p_one, symbols)
+
+
+def saved_bits(p_one: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Bits a flip of each cell would save under P(1) `p_one` (the shape of `symbols`): log2 P(1 - s) - log2 P(s)."""
+    p_keep = np.where(symbols == 1, p_one, 1 - p_one)
+    return np.log2(1 - p_keep) - np.log2(p_keep)
 
 
 def _check_shape(net: ContextNet, shape) -> tuple[int, int, int]:

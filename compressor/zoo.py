@@ -4,9 +4,10 @@
     {arch}.equal-budget    one per architecture, all four at the same training budget (the comparison)
 
 Only the files named here are shipped (and go into the wheel), and `checkpoints/` holds only them. Former
-checkpoints live in git history (commit d948f12 is the last that holds them all, 1726f52 the last with
-vit-distil2-ft); a former name gives a one-line error naming the shipped model that replaces it. Run `python -m compressor.zoo --normalise-cards`
-to rewrite the shipped files' model cards without build-machine paths (tensors and model ids unchanged).
+checkpoints live in git history (commit d948f12 is the last that holds them all, 1726f52 the last with the
+"-ft" models that the "-snap" ones replaced); a former name gives a one-line error naming the shipped model
+that replaces it. Run `python -m compressor.zoo --normalise-cards` to rewrite the shipped files' model
+cards without build-machine paths (tensors and model ids unchanged).
 """
 from __future__ import annotations
 

@@ -55,12 +55,6 @@ def latent(codec, frames: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def saved_bits(p_one: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """Bits a flip of each cell would save under P(1) `p_one` (same shape): log2 P(1 - s) - log2 P(s)."""
-    p_keep = np.where(symbols == 1, p_one, 1 - p_one)
-    return np.log2(1 - p_keep) - np.log2(p_keep)
-
-
 def snap_parallel(net, y: np.ndarray, symbols: np.ndarray, c: float) -> np.ndarray:
     """The one-pass rule, as the codec now applies it (`context_net.snap`; `symbols` are y's signs)."""
     return context_net.snap(net, y, c)
@@ -84,7 +78,7 @@ def snap_sequential(net, y: np.ndarray, symbols: np.ndarray, c: float) -> np.nda
         for g, (lo, hi) in enumerate(net.ranges):
             p = net.group_probabilities(mixed, head, own, g).reshape(b, n, hi - lo).transpose(0, 2, 1)  # (B, g, n)
             s = plain[:, lo:hi][:, :, raster]
-            saved = saved_bits(p, s)
+            saved = context_net.saved_bits(p, s)
             s = np.where((saved > 0) & (margin[:, lo:hi][:, :, raster] < c * saved), 1 - s, s)
             signed = s * 2.0 - 1
             own[:, lo:hi] = signed.transpose(0, 2, 1).reshape(b * n, hi - lo)

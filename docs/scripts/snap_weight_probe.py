@@ -30,7 +30,7 @@ from compressor.images import to_rgb_array
 from compressor.measure.evaluate import expand_paths
 from compressor.training.data import find_images
 
-from snap_probe import AVIF_DB_PER_DOUBLING, latent, saved_bits, score  # this folder's sibling probe
+from snap_probe import AVIF_DB_PER_DOUBLING, latent, score  # this folder's sibling probe
 
 
 def channel_costs(codec, frames: np.ndarray, y: np.ndarray, quantile: float) -> np.ndarray:
@@ -55,10 +55,7 @@ def channel_costs(codec, frames: np.ndarray, y: np.ndarray, quantile: float) -> 
 def snap_weighted(net, y: np.ndarray, c: float, weights: np.ndarray) -> np.ndarray:
     """The codec's one-pass rule with the margin of channel k scaled by weights[k]."""
     plain = (y >= 0).astype(np.uint8)
-    per_pass = max(1, context_net.TOKENS_PER_PASS // (y.shape[2] * y.shape[3]))
-    p_one = np.concatenate([context_net._cell_probabilities(net, plain[i : i + per_pass])
-                            for i in range(0, len(plain), per_pass)])
-    saved = saved_bits(p_one, plain)
+    saved = context_net.flip_savings(net, plain)
     margin = np.abs(y) * weights[None, :, None, None]
     return np.where((saved > 0) & (margin < c * saved), 1 - plain, plain).astype(np.uint8)
 
