@@ -101,14 +101,18 @@ class CompressionModel(nn.Module):
             return images
         return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
 
-    def forward(self, images: torch.Tensor, surrogate_temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, surrogate_temperature: float = 1.0,
+                quantize=None) -> dict[str, torch.Tensor]:
         """Training forward: (B, 3, H, W) -> reconstruction, symbols and estimated bits per image.
 
-        `surrogate_temperature` shapes only the quantizer's backward pass (see `BinarySign`).
+        `surrogate_temperature` shapes only the quantizer's backward pass (see `BinarySign`). `quantize`,
+        if given, replaces the quantizer: float latent (B, C, gh, gw) -> code in {-1, +1}, such as the
+        trainer's snap of a frozen encoder's latent.
         """
         h, w = images.shape[-2:]
         y = self.encoder(self.pad(images))  # (B, C, gh, gw)
-        y_hat = binarize(y.float(), surrogate_temperature)  # (B, C, gh, gw) in {-1, +1}
+        quantize = quantize or (lambda latent: binarize(latent, surrogate_temperature))
+        y_hat = quantize(y.float())  # (B, C, gh, gw) in {-1, +1}
         reconstruction = self.decoder(y_hat.to(y.dtype))[..., :h, :w]  # (B, 3, H, W)
         symbols = (y_hat + 1) / 2
         return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.bottleneck.bits(symbols)}

@@ -173,15 +173,14 @@ class Trainer:
         net, as the release will encode them (`context_net.snap`)."""
         cfg = self.cfg
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            if self.snap_net is None:
-                return (net or self.net)(x, cfg.surrogate_temperature)
-            from compressor import context_net
+            return (net or self.net)(x, cfg.surrogate_temperature, self._snapped if self.snap_net is not None else None)
 
-            with torch.no_grad():
-                y = self.model.encoder(self.model.pad(x)).float()  # (B, C, gh, gw)
-            symbols = torch.from_numpy(context_net.snap(self.snap_net, y.cpu().numpy(), cfg.snap)).to(x.device).float()
-            reconstruction = self.model.decoder((symbols * 2 - 1).to(y.dtype))[..., : x.shape[-2], : x.shape[-1]]
-        return {"reconstruction": reconstruction, "symbols": symbols, "bits": self.model.bottleneck.bits(symbols)}
+    def _snapped(self, y: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's latent (B, C, gh, gw) -> its code snapped by the seed's net, in {-1, +1}."""
+        from compressor import context_net
+
+        symbols = context_net.snap(self.snap_net, y.detach().cpu().numpy(), self.cfg.snap)
+        return torch.from_numpy(symbols).to(y.device).float() * 2 - 1
 
     def check_finite(self, window: list[dict]) -> None:
         """Stop at a non-finite loss in the steps since the last check, before any state is saved from them."""
