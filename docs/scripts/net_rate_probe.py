@@ -33,11 +33,11 @@ import compressor
 from compressor import context_net_fit
 from compressor.bottleneck import binarize, hard_sign
 from compressor.context_fit import load_frames, select_files
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 from compressor.search import refine_symbols
 from compressor.training.data import find_images
+
+from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 
 AVIF_DB_PER_BYTE = 0.0135
 WARMUP = 50  # steps of linear warm-up: Adam's first steps at full rate knock a converged model off
@@ -54,10 +54,7 @@ def context_bits(fnet, signed: torch.Tensor) -> torch.Tensor:
 
 def probe_parser(steps: int, lr: float) -> argparse.ArgumentParser:
     """The arguments every fine-tuning probe here takes: model, data, frames, steps, batch, learning rate."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap = data_parser()
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--batch", type=int, default=16)
@@ -69,7 +66,7 @@ def load_probe(args):
     """(codec, training frames (N, 128, 256, 3) uint8, evaluation sets as uint8 arrays) from probe_parser's args."""
     torch.manual_seed(0)
     frames = load_frames(select_files(find_images(args.train), args.frames, []))
-    return compressor.load(args.model), frames, [np.stack([to_rgb_array(f) for f in expand_paths([d])]) for d in args.eval]
+    return compressor.load(args.model), frames, [eval_frames(d) for d in args.eval]
 
 
 def descend(params, steps: int, lr: float, loss_of) -> None:

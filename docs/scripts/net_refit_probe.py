@@ -14,7 +14,6 @@ decoder for those codes, is not measured here.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -22,9 +21,8 @@ import torch
 
 import compressor
 from compressor import context_net, context_net_fit
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 
+from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 from net_size_probe import training_symbols  # this folder's sibling probe
 
 
@@ -34,10 +32,7 @@ def ideal_bytes(net, symbols: np.ndarray) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap = data_parser()
     ap.add_argument("--steps", type=int, default=3000)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -46,7 +41,7 @@ def main() -> None:
     if not c:
         ap.error(f"{args.model} does not snap")
     nets = {"shipped (plain codes, 5,000 steps)": codec._net}
-    evals = [np.stack(codec.symbols_batch([to_rgb_array(f) for f in expand_paths([d])])) for d in args.eval]
+    evals = [np.stack(codec.symbols_batch(list(eval_frames(d)))) for d in args.eval]
     for arm, snap in (("plain codes", 0.0), ("snapped codes", c)):
         start = time.perf_counter()
         codec.snap = snap

@@ -14,7 +14,6 @@ steps per token diagonal); the first is the shipped size.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -24,9 +23,9 @@ import torch
 import compressor
 from compressor import context_net, context_net_fit
 from compressor.context_fit import _encode_all, encode_crops, select_files
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from compressor.training.data import find_images
+
+from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 
 ARMS = ((64, 16, 7), (128, 16, 7), (128, 32, 7), (64, 16, 14), (128, 32, 14))
 
@@ -38,10 +37,7 @@ def training_symbols(codec, folders, crops: int = 3) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap = data_parser()
     ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
@@ -50,7 +46,7 @@ def main() -> None:
     start = time.perf_counter()
     train = training_symbols(codec, args.train)
     print(f"{len(train)} training frames encoded in {time.perf_counter() - start:.0f} s", flush=True)
-    sets = [np.stack(codec.symbols_batch([to_rgb_array(f) for f in expand_paths([d])])) for d in args.eval]
+    sets = [np.stack(codec.symbols_batch(list(eval_frames(d)))) for d in args.eval]
     nets = {}
     print("| hidden, chain, groups | " + " | ".join(f"{d}: payload (ideal) B" for d in args.eval) + " | fit s |")
     print("|---|" + "---|" * (len(args.eval) + 1))

@@ -25,7 +25,6 @@ codes (one pass), so that it learns to read the snapped bits; each arm is scored
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import numpy as np
@@ -35,11 +34,10 @@ import compressor
 from compressor import context_net
 from compressor.clip_coding import encode_frames
 from compressor.context_fit import load_frames, select_files
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from compressor.metrics import psnr
 from compressor.training.data import find_images
 
+from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 from net_rate_probe import fine_tune_decoder  # this folder's sibling probe
 
 AVIF_DB_PER_DOUBLING = 2.0
@@ -124,13 +122,10 @@ def decoder_ab(codec, args, sets) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap = data_parser(train_required=False)
     ap.add_argument("--c", nargs="+", type=float, required=True)
     ap.add_argument("--sequential", action="store_true", help="also the decoding-order variant")
     ap.add_argument("--decoder-steps", type=int, default=0, help="the decoder A/B instead (needs --train)")
-    ap.add_argument("--train", nargs="+", default=[])
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-5)
@@ -139,7 +134,7 @@ def main() -> None:
     codec = compressor.load(args.model)
     sets = []
     for folder in args.eval:
-        frames = np.stack([to_rgb_array(f) for f in expand_paths([folder])])
+        frames = eval_frames(folder)
         sets.append((frames, latent(codec, frames)))
     if args.decoder_steps:
         if not args.train:

@@ -18,7 +18,6 @@ former default, whose decoder read plain codes (`git show 1726f52:checkpoints/vi
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -26,10 +25,9 @@ import torch
 import compressor
 from compressor import context_net
 from compressor.context_fit import load_frames, select_files
-from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from compressor.training.data import find_images
 
+from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 from snap_probe import AVIF_DB_PER_DOUBLING, latent, score  # this folder's sibling probe
 
 
@@ -61,10 +59,7 @@ def snap_weighted(net, y: np.ndarray, c: float, weights: np.ndarray) -> np.ndarr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vit.default")
-    ap.add_argument("--train", nargs="+", required=True)
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap = data_parser()
     ap.add_argument("--frames", type=int, default=512)
     ap.add_argument("--quantile", type=float, default=0.03)
     ap.add_argument("--c", nargs="+", type=float, default=[0.4, 0.8, 1.6, 3.2])
@@ -75,7 +70,7 @@ def main() -> None:
         weights = channel_costs(codec, train, latent(codec, train), args.quantile)
     print(f"{len(train)} training frames; channel weights: " + " ".join(f"{w:.2f}" for w in weights))
     for folder in args.eval:
-        frames = np.stack([to_rgb_array(f) for f in expand_paths([folder])])
+        frames = eval_frames(folder)
         y = latent(codec, frames)
         p0, b0 = score(codec, frames, (y >= 0).astype(np.uint8))
         print(f"\n{folder}: plain {p0:.3f} dB @ {b0:.1f} B")
