@@ -9,12 +9,12 @@ from compressor.images import to_rgb_array
 from compressor.measure.evaluate import expand_paths
 
 
-def data_parser(*, train_required: bool = True) -> argparse.ArgumentParser:
+def data_parser(*, train_required: bool = True, eval_required: bool = True) -> argparse.ArgumentParser:
     """--model (a shipped name or a checkpoint), --train and --eval (folders), as every probe here takes them."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="vit.default")
     ap.add_argument("--train", nargs="+", required=train_required, default=None if train_required else [])
-    ap.add_argument("--eval", nargs="+", required=True)
+    ap.add_argument("--eval", nargs="+", required=eval_required, default=None if eval_required else [])
     return ap
 
 
