@@ -5,18 +5,37 @@ from __future__ import annotations
 
 
 def cpu_name() -> str:
-    """This CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) Platinum 8480+"), as speeds and cards name
-    the machine: Linux's /proc/cpuinfo, else what `platform` knows (often only the architecture)."""
+    """This CPU's model name and its widest vector units ("AMD EPYC (AVX2)", "Intel(R) Xeon(R) Platinum
+    8480+ (AMX)"), as speeds and cards name the machine: Linux's /proc/cpuinfo, else what `platform`
+    knows (often only the architecture). The units are named because they set the speed: one model name
+    covers EPYC generations with and without AVX-512 BF16, 2x apart on this codec."""
     import platform
 
+    name, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and ":" in line:
-                    return line.split(":", 1)[1].strip() or platform.machine()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+                if name and flags:
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = name or platform.processor() or platform.machine()
+    units = vector_units(flags)
+    return f"{name} ({units})" if units else name
+
+
+def vector_units(flags: set[str]) -> str:
+    """/proc/cpuinfo's flags -> the widest units this codec's speed depends on, or "" where none is known."""
+    for flag, units in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+                        ("avx2", "AVX2")):
+        if flag in flags:
+            return units
+    return ""
 
 
 def fast_bf16() -> bool:

@@ -242,3 +242,14 @@ def test_files_move_between_cpu_and_gpu(tiny_path):
     assert np.mean(same) > 0.5  # float32 on both: most frames give the very same bytes
     refined = gpu.encode(frames[0], refine=3)
     assert psnr(frames[0], np.asarray(cpu.decode(refined))) >= psnr(frames[0], np.asarray(cpu.decode(cpu.encode(frames[0])))) - 0.05
+
+
+def test_the_cpu_is_named_with_the_vector_units_its_speed_depends_on():
+    from compressor.device import cpu_name, vector_units
+
+    assert vector_units({"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16"}) == "AMX"
+    assert vector_units({"avx2", "avx512f", "avx512_bf16"}) == "AVX-512 BF16"
+    assert vector_units({"avx2", "avx512f"}) == "AVX-512"
+    assert vector_units({"sse2", "avx2"}) == "AVX2"
+    assert vector_units({"neon"}) == ""
+    assert cpu_name() and "\n" not in cpu_name()
