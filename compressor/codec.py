@@ -55,15 +55,13 @@ class Codec:
 
     def __init__(self, model, card: ModelCard, *, decode_precision: str = "auto", encode_precision: str = "auto",
                  device: str = "cpu"):
-        import torch
-
         for name, value in (("decode_precision", decode_precision), ("encode_precision", encode_precision)):
             if value not in ("auto", "fp32", "bf16"):
                 raise ValueError(f"{name} must be auto, fp32 or bf16, not {value!r}")
         self.device = check_device(device)
         self.model = model
         self.card = card
-        fast = torch.cuda.is_bf16_supported() if self.device.type == "cuda" else fast_bf16()
+        fast = fast_bf16(self.device)
         if decode_precision == "auto":
             decode_precision = "bf16" if fast else "fp32"
         self.decode_precision = decode_precision

@@ -148,6 +148,21 @@ def test_unknown_config_keys_are_refused():
         TrainConfig.from_dict({"stpes": 3})
 
 
+def test_bf16_left_to_the_trainer_follows_the_hardware_and_is_recorded(image_folder, tmp_path, monkeypatch):
+    """None ("auto"): bf16 autocast only where the hardware runs it fast, resolved once and saved as such."""
+    from compressor.training import trainer as trainer_module
+    from compressor.training.config import apply_overrides
+
+    for fast in (True, False):
+        monkeypatch.setattr(trainer_module, "fast_bf16", lambda device=None: fast)
+        cfg = _config(image_folder, tmp_path, 2)
+        cfg.bf16 = None
+        assert Trainer(cfg, tmp_path / f"run-{fast}").cfg.bf16 is fast
+    assert TrainConfig().bf16 is None
+    assert apply_overrides(TrainConfig(bf16=True), ["bf16=auto"]).bf16 is None
+    assert apply_overrides(TrainConfig(), ["bf16=true"]).bf16 is True  # asked for, kept even where it is slow
+
+
 def test_overrides_are_type_checked():
     from compressor.training.config import apply_overrides
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import asdict, dataclass, field
 
 from compressor.model import ModelConfig
@@ -42,7 +43,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
-    bf16: bool = True
+    # bf16 autocast. None ("auto"): where the hardware runs it fast (AMX or AVX512-BF16 CPUs, GPUs with
+    # bf16), resolved at start and recorded; a CPU without bf16 units emulates it about 30x slower than
+    # float32 (a ViT decoder's step on an AVX2 EPYC).
+    bf16: bool | None = None
     log_every: int = 50
     val_every: int = 500
     checkpoint_minutes: float = 4.0
@@ -87,6 +91,11 @@ def _convert(value: str, kind, key: str):
     import typing
 
     origin = typing.get_origin(kind) or kind
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        if value.lower() in ("auto", "none", "null"):  # an optional field: None is its "decide at start"
+            return None
+        (kind,) = [k for k in typing.get_args(kind) if k is not type(None)]
+        return _convert(value, kind, key)
     try:
         if kind is bool:
             if value.lower() in ("true", "1", "yes"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from compressor.device import fast_bf16
 from compressor.errors import TrainingError
 from compressor.layers import cpu_attention_path
 from compressor.metrics import psnr_batch
@@ -57,6 +58,8 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(self.device)
         self.model.to(self.device)
+        if cfg.bf16 is None:  # recorded as resolved
+            cfg.bf16 = fast_bf16(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         # Over all resumes of this run; `segments` says where each stretch of steps ran, since a run
