@@ -44,8 +44,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
     # bf16 autocast. None ("auto"): where the hardware runs it fast (AMX or AVX512-BF16 CPUs, GPUs with
-    # bf16), resolved at start and recorded; a CPU without bf16 units emulates it about 30x slower than
-    # float32 (a ViT decoder's step on an AVX2 EPYC).
+    # bf16), resolved at start and recorded; a CPU without bf16 units emulates it about 20x slower than
+    # float32 (`docs/scripts/bf16_step_speed.py` on an AVX2 EPYC).
     bf16: bool | None = None
     log_every: int = 50
     val_every: int = 500
