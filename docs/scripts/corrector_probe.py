@@ -33,6 +33,7 @@ from compressor.context_fit import load_frames, select_files
 from compressor.search import refine_symbols
 from compressor.training.data import find_images
 
+from net_rate_probe import evaluate  # this folder's sibling probe
 from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
 
 ARMS = {"h + y": (True, False), "h + y + neighbours": (True, True), "y + neighbours": (False, True)}
@@ -62,20 +63,20 @@ class Corrector(nn.Module):
         return y + 16 * d.transpose(1, 2).reshape(y.shape)
 
 
+def encoder_features(model) -> dict:
+    """A dict whose "h" is, after each encoder pass, that pass's final token features (B, N, D) in float32."""
+    captured = {}
+    model.encoder.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("h", o.detach().float()))
+    return captured
+
+
 def through_decoder(codec, frames: np.ndarray, sets: list[np.ndarray], lrs: list[float], steps: int = 300) -> None:
     """The corrector trained by the decoder's error through the straight-through sign, scored as files."""
-    from compressor.metrics import psnr
-
-    model, captured = codec.model, {}
-    model.encoder.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("h", o.detach().float()))
+    model, captured = codec.model, encoder_features(codec.model)
     plain = codec._encode_latent
 
     def score(arm: str) -> None:
-        cells = []
-        for f in sets:
-            datas = codec.encode_batch(list(f))
-            decoded = codec.decode_batch_arrays(datas)
-            cells.append(f"{np.mean([psnr(a, d) for a, d in zip(f, decoded)]):.3f} dB @ {np.mean([len(d) for d in datas]):.1f} B")
+        cells = [f"{p:.3f} dB @ {b:.1f} B" for p, b in evaluate(codec, sets)]
         print(f"| {arm} | " + " | ".join(cells) + " |", flush=True)
 
     print("| arm | " + " | ".join(f"set {k}" for k in range(len(sets))) + " |\n|---|" + "---|" * len(sets))
@@ -126,8 +127,7 @@ def main() -> None:
         through_decoder(codec, frames, [eval_frames(d) for d in args.eval], args.through_decoder)
         return
     pick = np.random.default_rng(7).permutation(len(frames))[: args.frames]
-    captured = {}
-    model.encoder.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("h", o.detach().float()))
+    captured = encoder_features(model)
     ys, hs, codes, start = [], [], [], time.perf_counter()
     for k in range(0, len(pick), 32):
         x = torch.from_numpy(frames[pick[k : k + 32]]).permute(0, 3, 1, 2).float() / 255
