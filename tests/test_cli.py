@@ -76,6 +76,15 @@ def test_never_overwrites_the_input(tiny_path, frame_png, capsys):
     assert frame_png.read_bytes() == before
 
 
+def test_compress_refuses_an_output_named_as_an_image_or_video(tiny_path, frame_png, tmp_path, capsys):
+    for name in ("out.png", "out.JPG", "out.mp4"):  # a swapped command: `compress in.png out.png`
+        _fails(capsys, compress_main, [str(frame_png), str(tmp_path / name), "--model", str(tiny_path)], "name it .bin")
+    _fails(capsys, compress_main, [str(tmp_path), str(tmp_path / "clip.mkv"), "--model", str(tiny_path)], "name it .bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.png"]
+    compress_main([str(frame_png), str(tmp_path / "out.cmp"), "--model", str(tiny_path), "-q"])  # any other name
+    assert (tmp_path / "out.cmp").stat().st_size > 0
+
+
 def test_truncated_bin_leaves_existing_output_untouched(tiny_path, frame_png, tmp_path, capsys):
     good = tmp_path / "f.bin"
     compress_main([str(frame_png), str(good), "--model", str(tiny_path), "-q"])

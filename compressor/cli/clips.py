@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.atomic import write_atomic
-from compressor.cli.common import UserError, _check_not_input
+from compressor.cli.common import UserError, _check_compressed_output, _check_not_input
 from compressor.cli.sequences import _codec_for_id, _coding_for, _frames_of, _Output, _progress, _same_size_batches
 
 
@@ -33,6 +33,7 @@ def compress_clip(args) -> None:
     _check_not_input(dst, [src])
     if dst.is_dir():
         raise UserError(f"output {dst} is a folder; give a file name")
+    _check_compressed_output(dst)
     if args.refine:
         raise UserError("--refine is for single images; clips take --flips")
     if args.rate_weight and not args.flips:

@@ -46,6 +46,19 @@ def _check_not_input(dst: Path, inputs: list[Path]) -> None:
             raise UserError(f"output {dst} is an input; refusing to overwrite it")
 
 
+def _check_compressed_output(dst: Path) -> None:
+    """`compress` writes a .bin (or a clip archive): an output named as an image or a video is a swapped
+    command (`compress in.png out.png` for `decompress`), refused before anything is read or written."""
+    from PIL import Image
+
+    from compressor.frames import is_video_path
+
+    Image.init()
+    if dst.suffix.lower() in Image.EXTENSION or is_video_path(dst):
+        raise UserError(f"output {dst} is named as an image or a video, but compress writes a compressed "
+                        f"file: name it .bin (decompress turns .bin files into images)")
+
+
 def _image_format(path: Path) -> str:
     from PIL import Image
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from compressor.atomic import write_atomic
-from compressor.cli.common import UserError, _check_paths, _image_format
+from compressor.cli.common import UserError, _check_compressed_output, _check_paths, _image_format
 from compressor.zoo import DEFAULT_MODEL
 
 
@@ -23,6 +23,7 @@ def _compress(args) -> None:
             raise UserError(f"input not found: {src}")
         return compress_clip(args)
     _check_paths(src, dst)
+    _check_compressed_output(dst)
     codec = compressor.load(args.model)
     data = codec.encode(src, refine=args.refine, flips=args.flips, tile=not args.no_tile, overlap=not args.no_overlap,
                         rate_weight=args.rate_weight)
