@@ -42,7 +42,10 @@ def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {directory}")
     mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:  # name the output, not the temporary file beside it
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             if data is not None:

@@ -141,9 +141,7 @@ class Codec:
         if rate_weight < 0 or (rate_weight and not flips):
             raise ValueError("rate_weight must be 0 or more, and is a weight of the flips search (flips > 0)")
         rate = self._context_rate() if rate_weight else None
-        if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
-            raise TypeError(f"encode_batch takes a list of images, not {type(images).__name__} (use encode for one)")
-        arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
+        arrays = _image_arrays(images, "encode_batch", "encode")
         from compressor.search import flip_symbols, refine_symbols
 
         bf16 = self.decode_precision == "bf16"  # a search runs the decoder as decode will run it
@@ -231,7 +229,7 @@ class Codec:
     # --- tokens (compressor.tokens) -----------------------------------------------------------
     def symbols_batch(self, images) -> np.ndarray:
         """Frames of one size (a list of images, or a uint8 array (N, H, W, 3)) -> uint8 symbols (N, C, h, w)."""
-        arrays = [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
+        arrays = _image_arrays(images, "symbols_batch / tokens", "a list of one")
         if not arrays:
             raise ImageError("no frames given")
         if len({a.shape for a in arrays}) > 1:
@@ -353,6 +351,13 @@ class Codec:
                 for j, i in enumerate(chunk):
                     out[i] = result[j]
         return out
+
+
+def _image_arrays(images, takes: str, single: str) -> list[np.ndarray]:
+    """A list (or array) of images -> uint8 (H, W, 3) arrays; one image or a path is a TypeError, not its pixels."""
+    if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
+        raise TypeError(f"{takes}: give a list of images, not a {type(images).__name__} (for one image: {single})")
+    return [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
 
 
 def _same_key_chunks(keys: list, size: int):

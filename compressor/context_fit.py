@@ -149,15 +149,13 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
         tables, entry = card.context_tables, dict(card.card.get("context", {}))
     else:
         pairs = sequence_pairs(files)
-        if not pairs:
-            raise ValueError("no consecutive frames found for the temporal table (see compressor/context_fit.py)")
-        tables = {
-            "spatial": context_model.fit_tables(symbols),
-            "temporal": context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs]),
-        }
+        tables = {"spatial": context_model.fit_tables(symbols)}
+        if pairs:  # without sequences (a folder of photos), no temporal table: clips code every frame alone
+            tables["temporal"] = context_model.fit_temporal([(symbols[i], symbols[j]) for i, j, _ in pairs])
         entry = {
             "spatial": {"layout": context_model.SPATIAL.name, "frames": len(files)},
-            "temporal": {"layout": context_model.TEMPORAL.name, "pairs": len(pairs), "steps": list(PAIR_STEPS)},
+            "temporal": {"layout": context_model.TEMPORAL.name, "pairs": len(pairs), "steps": list(PAIR_STEPS)}
+            if pairs else None,
             "folders": [folder_label(f) for f in folders],
             "excluded": list(exclude),
             "frame": list(FRAME),

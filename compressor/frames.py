@@ -200,6 +200,9 @@ class FrameWriter:
         from fractions import Fraction
 
         if self._container is None:
+            if self.container != ".mkv" and (frame.shape[0] % 2 or frame.shape[1] % 2):  # yuv420p halves both
+                raise ImageError(f"H.264 needs even frame sides, not {frame.shape[0]}x{frame.shape[1]}: "
+                                 f"write a .mkv (lossless) or a folder of frames")
             self._container = av.open(str(self.target), "w", format=_FORMATS.get(self.container, "mp4"))
             rate = Fraction(self.fps).limit_denominator(1001)
             if self.container == ".mkv":

@@ -54,7 +54,7 @@ def to_rgb_array(image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
-            raise ImageError(f"image not found: {path}")
+            raise ImageError(f"{path} is a folder, not an image" if path.is_dir() else f"image not found: {path}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked here, in one line

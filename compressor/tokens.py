@@ -13,6 +13,7 @@ the fps and the sources.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,9 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, dict]:
         raise TokenFileError(f"{path} holds {tokens.dtype} {tokens.shape}, not uint16 tokens (N, h, w)")
     if meta.get("frames") not in (None, tokens.shape[0]):
         raise TokenFileError(f"{path} holds {tokens.shape[0]} frames but its sidecar says {meta['frames']}")
+    fps = meta.get("fps")
+    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number above 0, or null")
     return tokens, meta
 
 

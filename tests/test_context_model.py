@@ -335,6 +335,30 @@ def test_fit_context_cli_writes_a_new_checkpoint_and_refuses_bad_input(tiny_path
     assert tiny_path.read_bytes() == before
 
 
+def test_fit_context_on_photos_fits_no_temporal_table(tiny_path, tmp_path, capsys):
+    """A folder without numbered sequences (photos) gets the spatial table alone; its clips code every frame
+    alone and decode."""
+    from PIL import Image
+
+    import compressor
+    from compressor.cli import compress_main, compressor_main, decompress_main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("beach", "city", "forest"):
+        Image.fromarray(rng.integers(0, 256, (150, 300, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    out = tmp_path / "fitted.safetensors"
+    assert compressor_main(["fit-context", str(tiny_path), "--images", str(folder), "--out", str(out)]) == 0
+    assert "no temporal table" in capsys.readouterr().out
+    codec = compressor.load(out)
+    assert codec.card.card["context"]["temporal"] is None and set(codec.card.context_tables) == {"spatial"}
+    archive, back = tmp_path / "c.bin", tmp_path / "back"
+    assert compress_main([str(folder), str(archive), "--model", str(out), "-q"]) == 0
+    assert decompress_main([str(archive), str(back), "--model", str(out), "-q"]) == 0
+    assert len(list(back.iterdir())) == 3
+
+
 def test_frames_keeps_runs_of_consecutive_files():
     from compressor.context_fit import RUN, select_files
 

@@ -116,7 +116,8 @@ def test_cli_frames_refuses_another_models_tokens(tmp_path, tiny_path, other_pat
     assert not (tmp_path / "d").exists()
 
 
-@pytest.mark.parametrize("case", ["missing", "suffix", "input", "not_video", "sidecar", "no_sidecar", "bad_range"])
+@pytest.mark.parametrize("case", ["missing", "suffix", "input", "not_video", "sidecar", "no_sidecar", "bad_range",
+                                  "sidecar_fps", "sidecar_folder", "image_name", "odd_mp4"])
 def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):
     from PIL import Image
 
@@ -144,6 +145,24 @@ def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):
         (tmp_path / "good.json").unlink()
         del before["good.json"]
         argv = ["frames", str(good), "--out", str(tmp_path / "d"), "--model", str(tiny_path)]
+    elif case == "sidecar_fps":  # JSON takes NaN; a frame rate must be a number above 0
+        meta = json.loads((tmp_path / "good.json").read_text())
+        (tmp_path / "good.json").write_text(json.dumps({**meta, "fps": float("nan")}))
+        before["good.json"] = (tmp_path / "good.json").read_bytes()
+        argv = ["frames", str(good), "--out", str(tmp_path / "d"), "--model", str(tiny_path)]
+    elif case == "sidecar_folder":  # the sidecar's name is a folder: refused before any token is written
+        (tmp_path / "t.json").mkdir()
+        argv = ["tokens", str(img), "--out", str(tmp_path / "t.npy"), "--model", str(tiny_path)]
+    elif case == "image_name":  # frames go to a video or a folder, never a folder named as an image
+        argv = ["frames", str(good), "--out", str(tmp_path / "d.gif"), "--model", str(tiny_path)]
+    elif case == "odd_mp4":  # H.264 needs even sides
+        Image.fromarray(frame[:9, :7]).save(tmp_path / "odd.png")
+        before["odd.png"] = (tmp_path / "odd.png").read_bytes()
+        assert compressor_main(["tokens", str(tmp_path / "odd.png"), "--out", str(tmp_path / "odd.npy"),
+                                "--no-resize", "--model", str(tiny_path), "-q"]) == 0
+        before.update({n: (tmp_path / n).read_bytes() for n in ("odd.npy", "odd.json")})
+        capsys.readouterr()
+        argv = ["frames", str(tmp_path / "odd.npy"), "--out", str(tmp_path / "d.mp4"), "--model", str(tiny_path)]
     else:  # frames into a non-empty folder
         (tmp_path / "full").mkdir()
         (tmp_path / "full" / "keep.txt").write_text("x")
@@ -153,6 +172,28 @@ def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):
     assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not (tmp_path / "d").exists() and not (tmp_path / "t.npy").exists()
+    assert not (tmp_path / "d.gif").exists() and not (tmp_path / "d.mp4").exists()
+
+
+def test_cli_frames_folder_follows_the_umask_and_fps_is_checked(tmp_path, tiny_path, frame, capsys):
+    import os
+    import stat
+
+    from PIL import Image
+
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    out = tmp_path / "t.npy"
+    for fps in ("inf", "nan", "0", "-5"):  # argparse refuses them: status 2, one line, no file
+        with pytest.raises(SystemExit) as e:
+            compressor_main(["tokens", str(tmp_path / "a.png"), "--out", str(out), "--fps", fps])
+        assert e.value.code == 2 and "above 0" in capsys.readouterr().err and not out.exists()
+    assert compressor_main(["tokens", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
+    old = os.umask(0o022)
+    try:
+        assert compressor_main(["frames", str(out), "--out", str(tmp_path / "d"), "--model", str(tiny_path), "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755  # not mkdtemp's owner-only 0700
 
 
 @pytest.mark.parametrize("snap", [0.0, 50.0])

@@ -12,6 +12,7 @@ fit-context), `bench`, `tokens` (tokens, frames, export-onnx), `clips` (clip arc
 from __future__ import annotations
 
 import argparse
+import math
 
 from compressor.cli.bench import _bench
 from compressor.cli.common import UserError, _run
@@ -42,22 +43,31 @@ _steps.__name__ = _positive.__name__ = "whole number"  # argparse says "invalid 
 
 def _weight(text: str) -> float:
     x = float(text)
-    if not x >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    if not (math.isfinite(x) and x >= 0):  # nan and inf too
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, not {text}")
     return x
 
 
-_weight.__name__ = "number"
+def _rate(text: str) -> float:
+    """A frame rate: finite and above 0 (a sidecar's JSON and a video's time base need one)."""
+    x = float(text)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return x
+
+
+_weight.__name__ = _rate.__name__ = "number"
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
     """--refine and --flips, the encoder-side searches (compressor.search), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
     search.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
-                        help=f"{what} STEPS Adam steps of search for a better code (slow; 30 gave vit-distil +0.5 dB)")
+                        help=f"{what} STEPS Adam steps of search for a better code (slow; 30 gave vit.default "
+                             "+0.4 dB, at about 3 frames/s on 2 cores)")
     search.add_argument("--flips", type=_steps, default=0, metavar="ROUNDS",
-                        help=f"{what} ROUNDS rounds of greedy bit flips (1 gave vit-distil +0.17 dB, encoding 41 "
-                             "frames/s against 517 plain; gains stop near 5)")
+                        help=f"{what} ROUNDS rounds of greedy bit flips (2 gave vit.default +0.25 dB, encoding "
+                             "about a sixth as fast as plain; gains stop near 5)")
 
 
 def compress_main(argv=None) -> int:
@@ -83,8 +93,8 @@ def compress_main(argv=None) -> int:
                       help="code every Kth frame without the previous one, the start of any random access (default 10)")
     clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
                       "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
-    clip.add_argument("--fps", type=float, default=None, help="frame rate to record for a folder (default: the video's)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    clip.add_argument("--fps", type=_rate, default=None, help="frame rate to record for a folder (default: the video's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("compress", _compress, p.parse_args(argv))
 
 
@@ -96,7 +106,7 @@ def decompress_main(argv=None) -> int:
     p.add_argument("--model", default=None, help="model to decode with (default: the shipped model named in the file)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="clip archives: decode only frames A to B-1 (seeks to the keyframe before A)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("decompress", _decompress, p.parse_args(argv))
 
 
@@ -122,7 +132,7 @@ def _add_info_parser(sub) -> None:
     """`compressor info`."""
     s = sub.add_parser("info", help="describe a .bin file or a clip archive")
     s.add_argument("file")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=_info)
 
 
@@ -134,17 +144,17 @@ def _add_token_parsers(sub) -> None:
     s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
-    s.add_argument("--fps", type=float, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--fps", type=_rate, default=None, help="frame rate to record (default: the first video's)")
     s.add_argument("--threads", type=_positive, default=None,
                    help="torch threads (default: all cores; on a busy machine 1 can be faster)")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=_tokens)
 
     s = sub.add_parser("frames", help="a token file -> a video (.mp4, .mkv) or a folder of PNG frames")
     s.add_argument("tokens", help="a .npy written by compressor tokens (its .json sidecar beside it)")
     s.add_argument("--out", required=True, help="a .mp4 / .mkv (lossless) file or a new folder")
     s.add_argument("--model", default=None, help="default: the shipped model the sidecar names")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=_frames)
 
     s = sub.add_parser("export-onnx", help="write a model's encoder and decoder as ONNX (tokens without torch)")
@@ -156,13 +166,13 @@ def _add_token_parsers(sub) -> None:
 def _add_measure_parsers(sub) -> None:
     """Models, eval and speed (compressor.cli.files)."""
     s = sub.add_parser("models", help="list the shipped models")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=_models)
 
     s = sub.add_parser("eval", help="compress and decompress images; print bytes and PSNR")
     s.add_argument("paths", nargs="+", help="image files or folders")
     s.add_argument("--model", default=DEFAULT_MODEL)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
     _add_search_args(s, "encode with")
     s.add_argument("--no-tile", action="store_true", help="code large images whole (see compress)")
@@ -174,13 +184,13 @@ def _add_measure_parsers(sub) -> None:
     s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--batch", type=_positive, default=32)
     s.add_argument("--frames", type=_positive, default=256)
-    s.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    s.add_argument("--threads", type=_positive, default=None, help="torch threads (default: all cores)")
     s.add_argument("--height", type=_positive, default=128)
     s.add_argument("--width", type=_positive, default=256)
     s.add_argument("--repeats", type=_positive, default=5)
     _add_search_args(s, "time encoding with")
     s.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on a GPU, pass a larger --batch, e.g. 1024)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=_speed)
 
 
@@ -190,7 +200,7 @@ def _add_train_parser(sub) -> None:
     s.add_argument("--encoder", help=f"architecture name from the registry ({', '.join(ARCHITECTURES)})")
     s.add_argument("--decoder", help="decoder architecture (default: same as the encoder)")
     s.add_argument("--data", action="append", help="folder of training images (repeatable)")
-    s.add_argument("--steps", type=int, help="train up to this step")
+    s.add_argument("--steps", type=_positive, help="train up to this step")
     s.add_argument("--minutes", type=float, help="train for about this long instead (data preparation included): "
                                                  "the step count is set by a speed probe at the start")
     s.add_argument("--out", help="run directory to create")
@@ -208,8 +218,8 @@ def _add_bench_parser(sub) -> None:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--no-classic", action="store_true", help="skip the classic codecs")
     s.add_argument("--scaling", action="store_true", help="also time 128x256 .. 1024x2048 (slow)")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--speed-frames", type=int, default=128)
+    s.add_argument("--threads", type=_positive, default=None, help="torch threads (default: all cores)")
+    s.add_argument("--speed-frames", type=_positive, default=128)
     s.set_defaults(fn=_bench)
 
 

@@ -33,7 +33,7 @@ def _run(prog: str, fn, args) -> int:
 
 def _check_paths(src: Path, dst: Path) -> None:
     if not src.is_file():
-        raise UserError(f"input not found: {src}")
+        raise UserError(f"input {src} is a folder; give a file" if src.is_dir() else f"input not found: {src}")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError(f"output {dst} is the input; refusing to overwrite it")
     if dst.is_dir():
@@ -46,15 +46,22 @@ def _check_not_input(dst: Path, inputs: list[Path]) -> None:
             raise UserError(f"output {dst} is an input; refusing to overwrite it")
 
 
+def _named_as_image(path: Path) -> bool:
+    """Whether `path`'s suffix is an image format's (ours to read, or any Pillow knows)."""
+    from PIL import Image
+
+    from compressor.images import IMAGE_SUFFIXES
+
+    Image.init()
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in Image.EXTENSION
+
+
 def _check_compressed_output(dst: Path) -> None:
     """`compress` writes a .bin (or a clip archive): an output named as an image or a video is a swapped
     command (`compress in.png out.png` for `decompress`), refused before anything is read or written."""
-    from PIL import Image
-
     from compressor.frames import is_video_path
 
-    Image.init()
-    if dst.suffix.lower() in Image.EXTENSION or is_video_path(dst):
+    if _named_as_image(dst) or is_video_path(dst):
         raise UserError(f"output {dst} is named as an image or a video, but compress writes a compressed "
                         f"file: name it .bin (decompress turns .bin files into images)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from compressor.atomic import write_atomic
@@ -65,7 +66,7 @@ def _info(args) -> None:
 
     path = Path(args.file)
     if not path.is_file():
-        raise UserError(f"file not found: {path}")
+        raise UserError(f"{path} is a folder; give a file" if path.is_dir() else f"file not found: {path}")
     from compressor.clip import is_clip
 
     with open(path, "rb") as f:
@@ -137,7 +138,8 @@ def _eval(args) -> None:
         print(json.dumps(result))
     if args.record:
         record_results(args.model, args.record, result)
-        print(f"recorded as '{args.record}' in the model card of {args.model}")
+        print(f"recorded as '{args.record}' in the model card of {args.model}",
+              file=sys.stderr if args.json else sys.stdout)  # stdout stays one JSON document
 
 
 def _speed(args) -> None:

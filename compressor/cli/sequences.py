@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.cli.common import UserError, _check_not_input, _umask
+from compressor.cli.common import UserError, _check_not_input, _named_as_image, _umask
 
 PROGRESS_MIN_FRAMES = 256  # shorter inputs get no progress bar
 
@@ -104,9 +104,7 @@ class _Output:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=parent)
             os.close(fd)
         else:
-            from compressor.images import IMAGE_SUFFIXES
-
-            if target.suffix.lower() in IMAGE_SUFFIXES | {".bin", ".npy"}:
+            if _named_as_image(target) or target.suffix.lower() in (".bin", ".npy", ".json"):
                 raise UserError(f"frames go to a video (.mp4, .mkv) or a new folder, not {target}")
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 raise UserError(f"output {target} exists and is not an empty folder; give a new folder or a .mp4")
@@ -122,6 +120,7 @@ class _Output:
         else:
             if self.target.is_dir():
                 self.target.rmdir()  # empty, checked above
+            os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp's folder is owner-only
             os.rename(self.tmp, self.target)
 
     def abort(self) -> None:

@@ -28,6 +28,9 @@ def tokens_command(args) -> None:
         raise UserError(f"--out must name a .npy file, not {out}")
     _check_not_input(out, [Path(i) for i in args.inputs])
     _check_not_input(sidecar_path(out), [Path(i) for i in args.inputs])
+    for path in (out, sidecar_path(out)):
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; the tokens go to {out} and their sidecar to {sidecar_path(out)}")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"output folder does not exist: {out.parent}")
     codec = compressor.load(args.model)
@@ -111,16 +114,19 @@ def export_onnx_command(args) -> None:
 
     import compressor
     from compressor.codec import Codec
+    from compressor.extras import need
 
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
+    need("onnx", "compressor export-onnx")  # before any folder is made (torch wraps its absence in its own error)
     codec = compressor.load(args.model)
     codec = Codec(codec.model, codec.card, decode_precision="fp32", encode_precision="fp32")
     size = frame_size(codec)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"output folder does not exist: {parent}")
+    made = not out.exists()
     out.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".onnx.", dir=out))
     try:
@@ -147,6 +153,10 @@ def export_onnx_command(args) -> None:
         for f in [*files, scratch / "model.json"]:
             os.chmod(f, 0o666 & ~_umask())
             os.replace(f, out / f.name)
+    except BaseException:
+        if made:  # a folder this command made holds nothing of a failed export
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     extra = ", context_net.npz" if codec.snap else ""

@@ -46,7 +46,7 @@ def _train(args) -> None:
             overrides.append(f"model.decoder={args.encoder}")
     if args.decoder:
         overrides.append(f"model.decoder={args.decoder}")
-    if args.steps:
+    if args.steps is not None:
         overrides.append(f"steps={args.steps}")
     cfg = apply_overrides(cfg, overrides)
     if args.data:
@@ -55,7 +55,7 @@ def _train(args) -> None:
     missing = [d for d in cfg.data if not Path(d).expanduser().exists()]
     if missing:  # checked before the run folder is made, so a typo leaves nothing behind
         raise UserError(f"training data not found: {', '.join(missing)}")
-    if args.minutes is not None and (args.steps or args.resume or args.minutes <= 0):
+    if args.minutes is not None and (args.steps is not None or args.resume or args.minutes <= 0):
         raise UserError("--minutes takes a positive number, for a new run without --steps")
     train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)
 
@@ -103,8 +103,10 @@ def _fit_context(args) -> None:
         raise UserError("--keep-tables keeps the tables while --net fits a net: give --net too")
     entry = fit_context(src, args.images, out, frames=args.frames, exclude=args.exclude or [], net=args.net,
                         keep_tables=args.keep_tables, crops=args.crops, net_steps=args.net_steps)
+    temporal = (f"temporal on {entry['temporal']['pairs']} pairs" if entry.get("temporal") else
+                "no temporal table (no numbered frame sequences: clips will code each frame alone)")
     tables = ("its own tables kept" if args.keep_tables else
-              f"spatial table on {entry['spatial']['frames']} frames, temporal on {entry['temporal']['pairs']} pairs")
+              f"spatial table on {entry['spatial']['frames']} frames, {temporal}")
     net = f", context net on {entry['net']['frames']} frames" if "net" in entry else ""
     print(f"wrote {out} (model id {entry['model_id']}, version-1 files of {entry['legacy_model_id']} still decode): "
           f"{tables}{net}, {entry['seconds']:.0f} s")
