@@ -16,6 +16,7 @@ from __future__ import annotations
 from compressor.errors import (
     BitstreamError,
     CompressorError,
+    DeviceError,
     ImageError,
     ModelError,
     ModelMismatchError,
@@ -33,6 +34,7 @@ __all__ = [
     "ModelMismatchError",
     "ModelError",
     "ImageError",
+    "DeviceError",
     "__version__",
 ]
 

@@ -394,5 +394,5 @@ def codec_for(data: bytes, model=None) -> Codec:
         return load(path)
     raise ModelMismatchError(
         f"file was written by model {header.model_id:04x}, which is not a shipped model; "
-        "pass the checkpoint it was made with (decompress --model FILE.safetensors)"
+        "pass the checkpoint it was made with (decompress --model FILE.safetensors; decode(data, model=FILE))"
     )

@@ -52,18 +52,20 @@ def fast_bf16(device=None) -> bool:
 
 
 def check_device(device):
-    """"cpu", "cuda", "cuda:1" or a torch.device -> torch.device; a clear error where it is not there."""
+    """"cpu", "cuda", "cuda:1" or a torch.device -> torch.device; a DeviceError where it is not there."""
     import torch
+
+    from compressor.errors import DeviceError
 
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"not a device: {device!r} ({e})") from None
+        raise DeviceError(f"not a device: {device!r} ({e})") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, not {device.type!r}")
+        raise DeviceError(f"device must be cpu or cuda, not {device.type!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device cuda asked for, but this PyTorch sees no CUDA GPU")
+            raise DeviceError("device cuda asked for, but this PyTorch sees no CUDA GPU")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+            raise DeviceError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     return device

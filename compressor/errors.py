@@ -27,3 +27,7 @@ class TrainingError(CompressorError):
 
 class MissingExtraError(CompressorError):
     """A command that needs an optional dependency (an install extra) that is not installed."""
+
+
+class DeviceError(CompressorError, ValueError):
+    """A device that is not there or not supported ("cuda" on a machine without a GPU, "tpu")."""

@@ -170,8 +170,22 @@ def test_more_user_errors_are_one_line(tiny_path, frame_png, tmp_path, capsys):
            "training data not found")
     _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path / "noimages"), "--out", str(tmp_path / "b")],
            "image folder not found")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "frame.png", "list.json", "run"]
-    for flag in ("--batch", "--frames", "--repeats"):
+    (tmp_path / "empty").mkdir()
+    _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "b")],
+           "no images in")
+    _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "list.json")],
+           "no images in")
+    _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path), "--out", str(tmp_path / "list.json")],
+           "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "f.bin", "frame.png", "list.json", "run"]
+    for argv in (["speed", "--batch", "0"], ["speed", "--frames", "0"], ["speed", "--repeats", "0"],
+                 ["speed", "--threads", "0"], ["bench", "--images", ".", "--out", "b", "--threads", "0"],
+                 ["train", "--out", str(tmp_path / "r3"), "--steps", "0"]):  # 0 steps is no run, not the default
         with pytest.raises(SystemExit) as stop:
-            compressor_main(["speed", "--model", str(tiny_path), flag, "0"])
+            compressor_main(argv)
         assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "r3").exists()
+    for weight in ("inf", "nan", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            compress_main([str(tmp_path / "frame.png"), str(tmp_path / "w.bin"), "--flips", "1", "--rate-weight", weight])
+        assert stop.value.code == 2 and "finite" in capsys.readouterr().err

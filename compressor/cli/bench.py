@@ -18,6 +18,12 @@ def _bench(args) -> None:
     missing = [d for d in images if not Path(d).is_dir()]
     if missing:  # before minutes of speed measurements, and before the output folder is made
         raise UserError(f"image folder not found: {', '.join(missing)}")
+    from compressor.measure.evaluate import expand_paths
+
+    for folder in images:  # "no images in DIR", before the speed measurements
+        expand_paths([folder])
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder")
     if args.models:
         models = [m for m in args.models.split(",") if m]
     else:
