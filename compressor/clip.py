@@ -95,8 +95,10 @@ class ClipHeader:
 
     @classmethod
     def unpack(cls, data: bytes) -> "ClipHeader":
-        if len(data) < HEADER_SIZE or not is_clip(data):
+        if not is_clip(data):
             raise ClipError("not a compressor clip archive (bad magic)")
+        if len(data) < HEADER_SIZE:
+            raise ClipError(f"truncated clip archive ({len(data)} bytes, shorter than its {HEADER_SIZE}-byte header)")
         body = bytes(data[: HEADER_SIZE - 2])
         magic, version, flags, model_id, height, width, fps_milli, frames, interval = _HEADER.unpack(body)
         if int.from_bytes(data[HEADER_SIZE - 2 : HEADER_SIZE], "big") != crc16(body):

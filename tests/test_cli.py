@@ -168,6 +168,10 @@ def test_more_user_errors_are_one_line(tiny_path, frame_png, tmp_path, capsys):
            "JSON object")
     _fails(capsys, compressor_main, ["train", "--out", str(tmp_path / "r2"), "--data", str(tmp_path / "nodata")],
            "training data not found")
+    (tmp_path / "nodata").mkdir()
+    _fails(capsys, compressor_main, ["train", "--out", str(tmp_path / "r2"), "--data", str(tmp_path / "nodata")],
+           "no images or videos")
+    (tmp_path / "nodata").rmdir()
     _fails(capsys, compressor_main, ["bench", "--images", str(tmp_path / "noimages"), "--out", str(tmp_path / "b")],
            "image folder not found")
     (tmp_path / "empty").mkdir()

@@ -71,6 +71,7 @@ def _reindex(data: bytes, lengths, count=None) -> bytes:
 
 @pytest.mark.parametrize("damage, match", [
     (lambda d: d[:3], "bad magic"),
+    (lambda d: d[:12], "truncated clip archive"),  # the magic intact, the header cut
     (lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:], "header"),
     (lambda d: d[:-1], "no index"),
     (lambda d: d[:-14] + bytes([d[-14] ^ 1]) + d[-13:], "index"),

@@ -55,6 +55,10 @@ def _train(args) -> None:
     missing = [d for d in cfg.data if not Path(d).expanduser().exists()]
     if missing:  # checked before the run folder is made, so a typo leaves nothing behind
         raise UserError(f"training data not found: {', '.join(missing)}")
+    if not args.resume:
+        from compressor.training.data import find_images
+
+        find_images([Path(d).expanduser() for d in cfg.data])  # "no images or videos found in ...", as early
     if args.minutes is not None and (args.steps is not None or args.resume or args.minutes <= 0):
         raise UserError("--minutes takes a positive number, for a new run without --steps")
     train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)
