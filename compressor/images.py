@@ -23,7 +23,7 @@ FLOAT_RANGE = (-0.5, 1.5)
 
 
 def _from_pil(im) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
         im = ImageOps.exif_transpose(im)

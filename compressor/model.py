@@ -11,6 +11,7 @@ codes images larger than the training frame in windows of that frame (`compresso
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from torch import nn
 from compressor.bottleneck import Bottleneck, binarize, latent_from_symbols, symbols_from_latent
 from compressor.registry import get_architecture
 from compressor.tiling import Tiling
+
+if TYPE_CHECKING:  # the checkpoint module imports this one
+    from compressor.checkpoint import ModelCard
 
 LATENT_CHANNELS = 14
 
@@ -131,7 +135,7 @@ class CompressionModel(nn.Module):
         return images[..., :h, :w].float().clamp(0, 1)
 
 
-def load_model(path) -> tuple[CompressionModel, "ModelCard"]:
+def load_model(path) -> tuple[CompressionModel, ModelCard]:
     """Rebuild the model of a release checkpoint in float32 eval mode: (CompressionModel, ModelCard)."""
     from compressor.checkpoint import read_tensors
     from compressor.errors import ModelError

@@ -14,7 +14,7 @@ from PIL import Image
 
 from compressor import bitstream, context_model, entropy_coder
 from compressor.errors import BitstreamError, ModelError, ModelMismatchError
-from tests.conftest import REPO, fitted_tables, make_release, structured_symbols
+from tests.conftest import REPO, fitted_tables, structured_symbols
 
 DATA = REPO / "tests" / "data"
 TABLES = fitted_tables()

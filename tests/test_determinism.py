@@ -8,7 +8,6 @@ import pytest
 from compressor.measure.evaluate import expand_paths
 from compressor.zoo import shipped_models
 from compressor.images import to_rgb_array
-from compressor.measure.evaluate import expand_paths
 from tests.conftest import eval_dir
 
 SCRIPT = """

@@ -264,7 +264,6 @@ def test_two_process_gloo_run_matches_one_process(image_folder, tmp_path):
     """torchrun --nproc_per_node 2 with the same global batch ends at the same weights (within float error)."""
     import subprocess
     import sys
-    from pathlib import Path
 
     from safetensors.torch import load_file
 
