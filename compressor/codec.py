@@ -354,9 +354,13 @@ class Codec:
 
 
 def _image_arrays(images, takes: str, single: str) -> list[np.ndarray]:
-    """A list (or array) of images -> uint8 (H, W, 3) arrays; one image or a path is a TypeError, not its pixels."""
-    if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__"):
-        raise TypeError(f"{takes}: give a list of images, not a {type(images).__name__} (for one image: {single})")
+    """A list (or a 4-D array or tensor) of images -> uint8 (H, W, 3) arrays; one image (a path, a PIL image,
+    an (H, W, 3) array or a (3, H, W) tensor) is a TypeError, not a batch of its rows or channels."""
+    one = (isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__")
+           or (hasattr(images, "ndim") and images.ndim != 4))
+    if one:
+        raise TypeError(f"{takes}: give a list of images or an array (N, H, W, 3), not a "
+                        f"{type(images).__name__}{tuple(getattr(images, 'shape', ()))} (for one image: {single})")
     return [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
 
 

@@ -102,10 +102,18 @@ def test_wrong_model_is_refused(tiny_path, other_path, frame_png, tmp_path, caps
     _fails(capsys, decompress_main, [str(out), str(tmp_path / "o.png"), "--model", str(other_path)], "written by model")
 
 
-def test_eval_prints_bytes_and_psnr(tiny_path, frame_png, capsys):
+def test_eval_prints_bytes_and_psnr(tiny_path, frame_png, tmp_path, capsys):
     assert compressor_main(["eval", str(frame_png), "--model", str(tiny_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 1 and result["max_bytes"] <= 232 and 0 < result["mean_psnr"] < 99
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(tiny_path.read_bytes())
+    assert compressor_main(["eval", str(frame_png), "--model", str(copy), "--json", "--record", "one"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 1  # stdout stays one JSON document
+    from compressor.checkpoint import read_card
+
+    assert read_card(copy).card["results"]["one"]["images"] == 1
+    _fails(capsys, compressor_main, ["eval", str(frame_png), "--record", "x"], "name the checkpoint with --model")
 
 
 def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):

@@ -63,6 +63,21 @@ def test_codec_tokens_match_the_bin_path(tiny, frame):
     assert np.array_equal(back, np.stack(tiny.decode_batch_arrays(tiny.encode_batch(list(frames)))))
 
 
+def test_batch_functions_refuse_one_image(tiny, frame, tmp_path):
+    """One image is not a batch of its pixel rows (an (H, W, 3) array) or of its channels ((3, H, W))."""
+    import torch
+    from PIL import Image
+
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    one = [str(tmp_path / "a.png"), Image.fromarray(frame), frame, torch.from_numpy(frame).permute(2, 0, 1)]
+    for fn in (tiny.tokens, tiny.encode_batch, tiny.symbols_batch):
+        for image in one:
+            with pytest.raises(TypeError, match="for one image"):
+                fn(image)
+    assert tiny.tokens(frame[None]).shape == (1, 8, 16)  # (N, H, W, 3) is a batch
+    assert tiny.tokens(torch.from_numpy(frame).permute(2, 0, 1)[None]).shape == (1, 8, 16)  # (N, 3, H, W) too
+
+
 def test_tokens_refuse_mixed_sizes(tiny, frame):
     from compressor.errors import ImageError
 

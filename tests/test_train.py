@@ -388,6 +388,58 @@ def test_kill_and_resume(image_folder, tmp_path):
     assert steps[-2:] == [saved + 1, saved + 2]
 
 
+def test_ctrl_c_saves_the_steps_and_resume_logs_each_step_once(image_folder, tmp_path, monkeypatch, capsys):
+    """Ctrl-C keeps the finite steps trained so far; a resume cuts the log back to them, so no step is
+    logged twice (the steps after the state's were trained again, with other batches)."""
+    cfg = _config(image_folder, tmp_path, 9)
+    cfg.log_every, cfg.checkpoint_minutes = 1, 60  # no timed save: only the interrupt's
+    run = tmp_path / "run"
+    real_step = Trainer.train_step
+
+    def interrupted(self, x):
+        if self.progress.step == 5:
+            raise KeyboardInterrupt
+        return real_step(self, x)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run)
+    assert "interrupted at step 5: state saved" in capsys.readouterr().out
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    with open(run / "metrics.jsonl", "a") as log:  # as if steps past the state had been logged, then killed
+        log.write(json.dumps({"step": 6, "loss": 1.0}) + "\n" + '{"step": 7, "lo')
+    cfg.steps = 8
+    resumed = train(cfg, run, resume=True)
+    assert resumed.progress.step == 8
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_resume_refusals_and_one_file_of_data(image_folder, tmp_path, capsys):
+    from compressor.cli import compressor_main
+    from compressor.errors import TrainingError
+    from compressor.training.data import split_files
+
+    run = tmp_path / "run"
+    train(_config(image_folder, tmp_path, 4), run)
+    for argv, message in ((["--steps", "3"], "at step 4"), (["--steps", "6", "--encoder", "cvit"], "keeps its architecture"),
+                          (["--steps", "6", "--set", "batch_size=8"], "keeps its batch_size")):
+        assert compressor_main(["train", "--resume", str(run), *argv]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(TrainingError, match="val_data"):
+        split_files([image_folder / "im0.jpg"])
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").write_bytes((image_folder / "sub" / "im1.png").read_bytes())
+    assert compressor_main(["train", "--out", str(tmp_path / "r1"), "--data", str(one), "--steps", "2"]) == 1
+    assert "val_data" in capsys.readouterr().err and not (tmp_path / "r1").exists()
+    cfg = _config(one, tmp_path, 2)
+    cfg.val_data = [str(image_folder)]  # a validation set of its own: the one file trains
+    trainer = train(cfg, tmp_path / "r2")
+    assert trainer.data_facts["images"] == 1 and trainer.data_facts["validation_images"] == 6
+
+
 def test_non_finite_loss_stops_with_a_clear_error(image_folder, tmp_path):
     from compressor.errors import TrainingError
 

@@ -171,9 +171,10 @@ def _add_measure_parsers(sub) -> None:
 
     s = sub.add_parser("eval", help="compress and decompress images; print bytes and PSNR")
     s.add_argument("paths", nargs="+", help="image files or folders")
-    s.add_argument("--model", default=DEFAULT_MODEL)
+    s.add_argument("--model", default=None, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL})")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
-    s.add_argument("--record", metavar="SET_NAME", help="store the results in the checkpoint's model card")
+    s.add_argument("--record", metavar="SET_NAME",
+                   help="store the results in the model card of the checkpoint named by --model (rewrites it)")
     _add_search_args(s, "encode with")
     s.add_argument("--no-tile", action="store_true", help="code large images whole (see compress)")
     s.add_argument("--no-overlap", action="store_true", help="cut large images in tiles side by side (see compress)")

@@ -132,6 +132,9 @@ def _models(args) -> None:
 def _eval(args) -> None:
     from compressor.measure.evaluate import evaluate_paths, record_results
 
+    if args.record and args.model is None:  # never rewrite the shipped default's file unasked
+        raise UserError("--record rewrites a checkpoint's model card: name the checkpoint with --model")
+    args.model = args.model or DEFAULT_MODEL
     result = evaluate_paths(args.paths, model=args.model, refine=args.refine, flips=args.flips, tile=not args.no_tile,
                             overlap=not args.no_overlap, device=args.device, verbose=not args.json)
     if args.json:

@@ -21,6 +21,9 @@ def _train(args) -> None:
         if not (run_dir / "state.safetensors").is_file() or not saved.is_file():
             raise UserError(f"nothing to resume in {run_dir} (no state.safetensors and config.json)")
         cfg = TrainConfig.from_dict(json.loads(saved.read_text()))
+        if args.encoder or args.decoder:
+            raise UserError(f"a resumed run keeps its architecture ({cfg.model.encoder} / {cfg.model.decoder}); "
+                            "drop --encoder / --decoder")
     else:
         if not args.out:
             raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
@@ -48,7 +51,13 @@ def _train(args) -> None:
         overrides.append(f"model.decoder={args.decoder}")
     if args.steps is not None:
         overrides.append(f"steps={args.steps}")
+    resumed = cfg.to_dict() if args.resume else None
     cfg = apply_overrides(cfg, overrides)
+    if resumed is not None:  # the card counts frames as steps x batch and names one architecture
+        changed = [k for k in ("batch_size", "model", "crop") if cfg.to_dict()[k] != resumed[k]]
+        if changed:
+            raise UserError(f"a resumed run keeps its {', '.join(changed)}; export it and start a new run "
+                            f"from it (--set init_from=EXPORTED.safetensors)")
     if args.data:
         cfg.data = [str(Path(d)) for d in args.data]
     check_config(cfg)
@@ -56,9 +65,11 @@ def _train(args) -> None:
     if missing:  # checked before the run folder is made, so a typo leaves nothing behind
         raise UserError(f"training data not found: {', '.join(missing)}")
     if not args.resume:
-        from compressor.training.data import find_images
+        from compressor.training.data import find_images, split_files
 
-        find_images([Path(d).expanduser() for d in cfg.data])  # "no images or videos found in ...", as early
+        files = find_images([Path(d).expanduser() for d in cfg.data])  # "no images or videos found in ..."
+        if not cfg.val_data:
+            split_files(files)  # one file leaves nothing to train on once validation is held out
     if args.minutes is not None and (args.steps is not None or args.resume or args.minutes <= 0):
         raise UserError("--minutes takes a positive number, for a new run without --steps")
     train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from compressor.errors import TrainingError
 from compressor.training.config import TrainConfig
 from compressor.training.state import STATE_FILE
 from compressor.training.trainer import Trainer
@@ -64,6 +65,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, second
     state = Path(run_dir) / STATE_FILE
     if resume:
         trainer.load_state(state)
+        if seconds is None and cfg.steps <= trainer.progress.step:
+            raise TrainingError(f"the run in {run_dir} is at step {trainer.progress.step}: give --steps above it")
     config = Path(run_dir) / "config.json"
     if trainer.is_main:
         config.write_text(json.dumps(cfg.to_dict(), indent=2))

@@ -111,7 +111,10 @@ class Trainer:
     def prepare_data(self) -> None:
         cfg = self.cfg
         files = find_images(cfg.data)
-        train_files, val_files = split_files(files)
+        if cfg.val_data:  # a validation set of its own: every training file trains
+            train_files, val_files = files, find_images(cfg.val_data)
+        else:
+            train_files, val_files = split_files(files)
         if self.world > 1 and not self.is_main:
             self._barrier()  # rank 0 cuts the pool and caches it
         folder = Path(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else self.run_dir
@@ -119,8 +122,6 @@ class Trainer:
         if self.world > 1 and self.is_main:
             self._barrier()
         self.sampler = CropSampler(pool, cfg.batch_size, cfg.seed + self.progress.step, self.device)
-        if cfg.val_data:
-            val_files = find_images(cfg.val_data)
         self.val = validation_frames(val_files, cfg.crop)  # (V, 3, H, W)
         self.data_facts = {"images": len(train_files), "validation_images": len(val_files), "pool": len(pool)}
 
@@ -217,7 +218,7 @@ class Trainer:
 
         cfg, progress = self.cfg, self.progress
         self.model.train()
-        log = open(self.run_dir / "metrics.jsonl", "a") if self.is_main else None
+        log = self._open_log() if self.is_main else None
         bar = tqdm(total=cfg.steps, initial=progress.step, disable=None if self.is_main else True, dynamic_ncols=True,
                    unit="step")
         last_save = time.time()
@@ -228,46 +229,78 @@ class Trainer:
         self.step_seconds: list[float] = []  # wall time of each step of this call, for fit_steps_to_time
         t_last = time.time()
         last_step_seconds = 0.0
-        with watch_for_stops() as stopped:
-            while progress.step < cfg.steps:
-                # Every process draws the same global batch and trains on its slice, so N processes with
-                # batch B match one process with batch B.
-                t_data = time.perf_counter()
-                x = self.sampler.next_batch(self.rank, self.world)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                t_data = time.perf_counter() - t_data
-                step = progress.step
-                window.append({**self.train_step(x), "step": step, "data_seconds": t_data})
-                now = time.time()
-                step_seconds = now - t_last
-                if stopped:  # stopped (Ctrl-Z, SIGSTOP) during this step: the pause is not training time
-                    step_seconds = min(step_seconds, last_step_seconds)
-                    stopped.clear()
-                window[-1]["seconds"] = step_seconds
-                self.step_seconds.append(step_seconds)
-                progress.elapsed += step_seconds
-                last_step_seconds = step_seconds
-                t_last = now
-                progress.segments[-1].update(last_step=progress.step, seconds=round(progress.elapsed - segment_start, 1))
-                bar.update(1)
-                # The last step always logs and validates, so a run's end (and any choice between runs)
-                # never rests on a validation up to `val_every` steps old.
-                last = progress.step == cfg.steps
-                if progress.step % cfg.log_every == 0 or last:  # every process reaches this together: the check is collective
-                    if self._log_window(window, last, bar, log):
-                        t_last = time.time()  # validation time is not a step's
-                    window = []
-                    # Saved only here, right after the check, so a saved state never holds a non-finite step.
-                    if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
-                        self.save_state()
-                        last_save = time.time()
-                        t_last = last_save
+        try:
+            with watch_for_stops() as stopped:
+                while progress.step < cfg.steps:
+                    # Every process draws the same global batch and trains on its slice, so N processes with
+                    # batch B match one process with batch B.
+                    t_data = time.perf_counter()
+                    x = self.sampler.next_batch(self.rank, self.world)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    t_data = time.perf_counter() - t_data
+                    step = progress.step
+                    window.append({**self.train_step(x), "step": step, "data_seconds": t_data})
+                    now = time.time()
+                    step_seconds = now - t_last
+                    if stopped:  # stopped (Ctrl-Z, SIGSTOP) during this step: the pause is not training time
+                        step_seconds = min(step_seconds, last_step_seconds)
+                        stopped.clear()
+                    window[-1]["seconds"] = step_seconds
+                    self.step_seconds.append(step_seconds)
+                    progress.elapsed += step_seconds
+                    last_step_seconds = step_seconds
+                    t_last = now
+                    progress.segments[-1].update(last_step=progress.step, seconds=round(progress.elapsed - segment_start, 1))
+                    bar.update(1)
+                    # The last step always logs and validates, so a run's end (and any choice between runs)
+                    # never rests on a validation up to `val_every` steps old.
+                    last = progress.step == cfg.steps
+                    if progress.step % cfg.log_every == 0 or last:  # every process reaches this together: the check is collective
+                        if self._log_window(window, last, bar, log):
+                            t_last = time.time()  # validation time is not a step's
+                        window = []
+                        # Saved only here, right after the check, so a saved state never holds a non-finite step.
+                        if self.is_main and time.time() - last_save > cfg.checkpoint_minutes * 60:
+                            self.save_state()
+                            last_save = time.time()
+                            t_last = last_save
+        except KeyboardInterrupt:
+            bar.close()
+            if log is not None:
+                log.close()
+            self._save_on_interrupt(window)
+            raise
         bar.close()  # the last step logged, so its window has been checked: the state below is finite
         if self.is_main:
             self.save_state()
             log.close()
             self.plot()
+
+    def _save_on_interrupt(self, window: list[dict]) -> None:
+        """Ctrl-C: keep the steps trained so far if they are finite (one process; with several, the state of
+        the last check stands), so `--resume` goes on from here rather than from the last timed save."""
+        if self.world > 1 or not self.is_main:
+            return
+        if window and not bool(torch.isfinite(torch.stack([w["loss"] for w in window])).all()):
+            return
+        self.save_state()
+        print(f"\ninterrupted at step {self.progress.step}: state saved; --resume {self.run_dir} goes on from here",
+              flush=True)
+
+    def _open_log(self):
+        """metrics.jsonl for appending, cut back to the steps the state holds: a run resumed after an
+        interrupt, or a new run in an old folder, would otherwise log some steps twice."""
+        path = self.run_dir / "metrics.jsonl"
+        def held(line: str) -> bool:
+            try:
+                return json.loads(line).get("step", 0) <= self.progress.step
+            except ValueError:  # a line cut short when the process was killed
+                return False
+
+        if path.exists():
+            path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if held(line)))
+        return open(path, "a")
 
     def _log_window(self, window: list[dict], last: bool, bar, log) -> bool:
         """Check the window's steps are finite and log their means; validate on validation steps (True then)."""
