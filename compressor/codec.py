@@ -22,6 +22,7 @@ from compressor.clip_coding import decode_frames, encode_frame, encode_frames
 from compressor.device import check_device, fast_bf16  # both still importable from here
 from compressor.errors import ImageError, ModelMismatchError
 from compressor.images import check_pixels, to_pil, to_rgb_array
+from compressor.tokens import check_symbols, symbols_from_tokens, tokens_from_symbols
 from compressor.zoo import DEFAULT_MODEL, find_shipped, name_of, resolve
 
 if TYPE_CHECKING:  # compressor.tiling imports torch, which this module loads only on first use
@@ -242,18 +243,15 @@ class Codec:
 
         Bit k of a token is latent channel k (`compressor.tokens`); a 128x256 frame gives 8 x 16 tokens.
         """
-        from compressor.tokens import tokens_from_symbols
-
         return tokens_from_symbols(self.symbols_batch(images))
 
     def from_tokens(self, tokens, size: tuple[int, int] | None = None) -> np.ndarray:
         """uint16 tokens (N, h, w) -> uint8 frames (N, H, W, 3); `size` defaults to the full grid (16h, 16w)."""
-        from compressor.tokens import symbols_from_tokens
-
         return self.frames_from_symbols(symbols_from_tokens(tokens, self.model.latent_channels), size)
 
     def frames_from_symbols(self, symbols: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """uint8 symbols (N, C, h, w) -> uint8 frames (N, H, W, 3), decoded in batches of `self.batch`."""
+        symbols = check_symbols(symbols, self.model.latent_channels)
         n, _, h, w = symbols.shape
         size = tuple(size) if size is not None else (h * self.model.stride, w * self.model.stride)
         if self.model.latent_grid(*size) != (h, w):

@@ -37,6 +37,17 @@ def tokens_from_symbols(symbols: np.ndarray) -> np.ndarray:
     return (symbols.astype(np.uint16) * weights).sum(axis=1, dtype=np.uint16)  # (N, h, w)
 
 
+def check_symbols(symbols, channels: int) -> np.ndarray:
+    """Symbols as decoders take them: an integer array (N, channels, h, w) of 0s and 1s, else TokenFileError."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 4 or symbols.shape[1] != channels:
+        raise TokenFileError(f"symbols must be an array (N, {channels}, h, w); got shape {symbols.shape}")
+    if not (np.issubdtype(symbols.dtype, np.integer) or symbols.dtype == bool) or (symbols.size and symbols.max() > 1) \
+            or (symbols.size and symbols.min() < 0):
+        raise TokenFileError(f"symbols must be 0 or 1 ({symbols.dtype} values given)")
+    return symbols
+
+
 def symbols_from_tokens(tokens: np.ndarray, channels: int) -> np.ndarray:
     """uint16 tokens (N, h, w) -> uint8 symbols (N, C, h, w); refuses values of more than `channels` bits."""
     tokens = np.asarray(tokens)

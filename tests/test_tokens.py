@@ -78,6 +78,16 @@ def test_batch_functions_refuse_one_image(tiny, frame, tmp_path):
     assert tiny.tokens(torch.from_numpy(frame).permute(2, 0, 1)[None]).shape == (1, 8, 16)  # (N, 3, H, W) too
 
 
+def test_frames_from_symbols_refuses_what_is_not_symbols(tiny):
+    from compressor.tokens import TokenFileError
+
+    for bad in (np.zeros((1, 13, 8, 16), np.uint8), np.zeros((14, 8, 16), np.uint8), np.full((1, 14, 8, 16), 2, np.uint8),
+                np.zeros((1, 14, 8, 16), np.float32)):
+        with pytest.raises(TokenFileError, match="symbols must"):
+            tiny.frames_from_symbols(bad)
+    assert tiny.frames_from_symbols(np.ones((2, 14, 8, 16), bool).tolist()).shape == (2, 128, 256, 3)
+
+
 def test_tokens_refuse_mixed_sizes(tiny, frame):
     from compressor.errors import ImageError
 
