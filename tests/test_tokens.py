@@ -128,6 +128,19 @@ def test_cli_tokens_and_frames_round_trip(tmp_path, tiny, tiny_path, capsys):
     assert len(decoded_frames(mp4)) == 15
 
 
+def test_sidecar_keeps_two_folders_of_one_name_apart(tmp_path, tiny_path, frame):
+    from PIL import Image
+
+    for side in ("left", "right"):
+        (tmp_path / side / "frames").mkdir(parents=True)
+        Image.fromarray(frame).save(tmp_path / side / "frames" / "a.png")
+    out = tmp_path / "t.npy"
+    assert compressor_main(["tokens", str(tmp_path / "left" / "frames"), str(tmp_path / "right" / "frames"),
+                            "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
+    sources = json.loads((tmp_path / "t.json").read_text())["sources"]
+    assert sources == [{"folder": "frames", "images": ["a.png"], "frames": 1}] * 2
+
+
 def test_cli_frames_refuses_another_models_tokens(tmp_path, tiny_path, other_path, frame, capsys):
     from PIL import Image
 

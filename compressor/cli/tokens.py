@@ -75,14 +75,17 @@ def tokens_command(args) -> None:
 def _source_list(sources, counts) -> list[dict]:
     """The sidecar's sources: one entry a video, a folder's run of images as one entry with a count."""
     out: list[dict] = []
+    folder = None  # the folder of the last entry of images: two folders of one name stay two entries
     for s, n in zip(sources, counts):
         if s.video:
             out.append({"file": s.path.name, "frames": n})
-        elif out and out[-1].get("folder") == s.path.parent.name and "images" in out[-1]:
+            folder = None
+        elif folder == s.path.parent:
             out[-1]["images"].append(s.path.name)
             out[-1]["frames"] += n
         else:
             out.append({"folder": s.path.parent.name, "images": [s.path.name], "frames": n})
+            folder = s.path.parent
     return out
 
 
