@@ -174,6 +174,8 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
                         "batch": context_net_fit.BATCH, "folders": [folder_label(f) for f in folders],
                         "excluded": list(exclude)}
     entry["seconds"] = round(time.perf_counter() - start, 1)
-    model_id, legacy = save_with_context(checkpoint, out, tables, {"context": entry}, context_net=net_tensors)
+    # The card's results measured the old coding's bytes: cleared, for `compressor eval --record` to measure anew.
+    model_id, legacy = save_with_context(checkpoint, out, tables, {"context": entry, "results": {}},
+                                         context_net=net_tensors)
     entry["model_id"], entry["legacy_model_id"] = f"{model_id:04x}", f"{legacy:04x}"
     return entry

@@ -348,9 +348,15 @@ def test_fit_context_on_photos_fits_no_temporal_table(tiny_path, tmp_path, capsy
     rng = np.random.default_rng(1)
     for name in ("beach", "city", "forest"):
         Image.fromarray(rng.integers(0, 256, (150, 300, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    recorded = tmp_path / "recorded.safetensors"  # a card with results, as `eval --record` leaves it
+    recorded.write_bytes(tiny_path.read_bytes())
+    assert compressor_main(["eval", str(folder), "--model", str(recorded), "--record", "photos"]) == 0
     out = tmp_path / "fitted.safetensors"
-    assert compressor_main(["fit-context", str(tiny_path), "--images", str(folder), "--out", str(out)]) == 0
+    assert compressor_main(["fit-context", str(recorded), "--images", str(folder), "--out", str(out)]) == 0
     assert "no temporal table" in capsys.readouterr().out
+    from compressor.checkpoint import read_card
+
+    assert read_card(recorded).card["results"]["photos"] and not read_card(out).card["results"]  # the old coding's
     codec = compressor.load(out)
     assert codec.card.card["context"]["temporal"] is None and set(codec.card.context_tables) == {"spatial"}
     archive, back = tmp_path / "c.bin", tmp_path / "back"

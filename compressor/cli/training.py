@@ -124,4 +124,4 @@ def _fit_context(args) -> None:
               f"spatial table on {entry['spatial']['frames']} frames, {temporal}")
     net = f", context net on {entry['net']['frames']} frames" if "net" in entry else ""
     print(f"wrote {out} (model id {entry['model_id']}, version-1 files of {entry['legacy_model_id']} still decode): "
-          f"{tables}{net}, {entry['seconds']:.0f} s")
+          f"{tables}{net}, {entry['seconds']:.0f} s; its card's results are cleared (compressor eval --record)")
