@@ -352,11 +352,8 @@ class Codec:
 
 
 def _image_arrays(images, takes: str, single: str) -> list[np.ndarray]:
-    """A list (or a 4-D array or tensor) of images -> uint8 (H, W, 3) arrays; one image (a path, a PIL image,
-    an (H, W, 3) array or a (3, H, W) tensor) is a TypeError, not a batch of its rows or channels."""
-    one = (isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, "__iter__")
-           or (hasattr(images, "ndim") and images.ndim != 4))
-    if one:
+    """A list, or a 4-D array or tensor, of images -> uint8 (H, W, 3) arrays; one image is a TypeError."""
+    if isinstance(images, (str, bytes, os.PathLike)) or getattr(images, "ndim", 4) != 4 or not hasattr(images, "__iter__"):
         raise TypeError(f"{takes}: give a list of images or an array (N, H, W, 3), not a "
                         f"{type(images).__name__}{tuple(getattr(images, 'shape', ()))} (for one image: {single})")
     return [to_rgb_array(im, max_pixels=MAX_CODEC_PIXELS) for im in images]
@@ -373,7 +370,7 @@ def _same_key_chunks(keys: list, size: int):
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str, device: str) -> Codec:
+def _load_cached(path: str, device: str, stamp: tuple[int, int]) -> Codec:
     from compressor.model import load_model
 
     model, card = load_model(path)
@@ -382,8 +379,10 @@ def _load_cached(path: str, device: str) -> Codec:
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu") -> Codec:
-    """A shipped model by name ("vit.default") or a release checkpoint by path -> Codec (cached per device)."""
-    return _load_cached(str(resolve(name_or_path).resolve()), str(check_device(device)))
+    """A shipped model by name ("vit.default") or a release checkpoint by path -> Codec (cached per device
+    and file version: a checkpoint rewritten on disk, by `eval --record` say, loads anew)."""
+    path = resolve(name_or_path).resolve()
+    return _load_cached(str(path), str(check_device(device)), (path.stat().st_mtime_ns, path.stat().st_size))
 
 
 def codec_for(data: bytes, model=None) -> Codec:
