@@ -151,6 +151,10 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     """The bytes of a .bin file -> (header, payload); raises BitstreamError on any inconsistency."""
     data = bytes(data)
     if len(data) < 2 or data[0] != MAGIC:
+        from compressor.clip import is_clip
+
+        if is_clip(data):  # a whole video, not one frame
+            raise BitstreamError("a clip archive, not one frame's .bin: decompress it (or read it with compressor.clip)")
         raise BitstreamError("not a compressor .bin file (bad magic byte)")
     version, flags = data[1] >> 4, data[1] & 0xF
     if version not in VERSIONS:

@@ -132,3 +132,10 @@ def test_version_4_damage_is_refused():
     for code in (1, 2, 3):  # reserved frame size codes, even with a valid check byte
         with pytest.raises(BitstreamError, match=f"unsupported frame size code {code}"):
             bitstream.unpack(_forge(bytes([0xCF, 0x40 | code << 2, 0, 7]), b"abc"))
+
+
+def test_a_clip_archive_is_named_as_one():
+    from compressor import clip
+
+    with pytest.raises(BitstreamError, match="a clip archive, not one frame"):
+        bitstream.unpack(clip.MAGIC + bytes(40))

@@ -68,7 +68,7 @@ def tokens_command(args) -> None:
         Path(scratch).unlink(missing_ok=True)
     if not args.quiet:
         seconds = time.perf_counter() - started  # reading and decoding the inputs included, loading the model not
-        print(f"{len(sources)} input(s) -> {out}: {meta['frames']} frames of {writer.grid[0]}x{writer.grid[1]} "
+        print(f"{len(args.inputs)} input(s) -> {out}: {meta['frames']} frames of {writer.grid[0]}x{writer.grid[1]} "
               f"tokens, model {codec.name}, {seconds:.1f} s ({meta['frames'] / seconds:.0f} frames/s)")
 
 
