@@ -215,7 +215,7 @@ def test_damaged_frame_is_named_and_the_rest_written(tmp_path, video, tiny_path,
 
 
 @pytest.mark.parametrize("case", ["header", "index", "range", "same", "nonempty", "zero_frames", "format", "image",
-                                  "refine", "weight_alone", "weight_no_tables"])
+                                  "refine", "weight_alone", "weight_no_tables", "no_tile", "no_overlap"])
 def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
     archive = tmp_path / "clip.bin"
     assert compress_main([str(video), str(archive), "--model", str(tiny_path), "-q"]) == 0
@@ -241,9 +241,10 @@ def test_clip_cli_errors_one_line(tmp_path, video, tiny_path, capsys, case):
         argv, main = [str(empty), str(tmp_path / "e.bin"), "--model", str(tiny_path)], compress_main
     elif case == "format":
         argv, main = [str(archive), str(tmp_path / "out.webm"), "--model", str(tiny_path)], decompress_main
-    elif case in ("refine", "weight_alone", "weight_no_tables"):  # searches a clip does not take
+    elif case in ("refine", "weight_alone", "weight_no_tables", "no_tile", "no_overlap"):  # what a clip does not take
         extra = {"refine": ["--refine", "2"], "weight_alone": ["--rate-weight", "1e-5"],
-                 "weight_no_tables": ["--flips", "1", "--rate-weight", "1e-5"]}[case]
+                 "weight_no_tables": ["--flips", "1", "--rate-weight", "1e-5"], "no_tile": ["--no-tile"],
+                 "no_overlap": ["--no-overlap"]}[case]
         argv, main = [str(video), str(tmp_path / "c2.bin"), "--model", str(tiny_path), *extra], compress_main
     else:  # one image cannot hold a clip
         argv, main = [str(archive), str(tmp_path / "out.png"), "--model", str(tiny_path)], decompress_main

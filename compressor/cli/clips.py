@@ -36,6 +36,8 @@ def compress_clip(args) -> None:
     _check_compressed_output(dst)
     if args.refine:
         raise UserError("--refine is for single images; clips take --flips")
+    if args.no_tile or args.no_overlap:  # clip frames are coded whole or in the codec's own windows
+        raise UserError("--no-tile and --no-overlap are for single images, not clips")
     if args.rate_weight and not args.flips:
         raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
     codec = compressor.load(args.model)
