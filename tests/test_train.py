@@ -440,6 +440,27 @@ def test_resume_refusals_and_one_file_of_data(image_folder, tmp_path, capsys):
     assert trainer.data_facts["images"] == 1 and trainer.data_facts["validation_images"] == 6
 
 
+def test_sigterm_saves_the_run_as_ctrl_c_does(image_folder, tmp_path):
+    """A scheduler's stop (SIGTERM) ends a run as Ctrl-C does: its steps saved, status 130, no temp file."""
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_endless_run_argv(image_folder, tmp_path, run), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_lines(run / "metrics.jsonl", 3, time.time() + 300)  # checkpoint_minutes=4: no timed save yet
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted at step" in out and "Traceback" not in err
+    trainer = Trainer(TrainConfig.from_dict(json.loads((run / "config.json").read_text())), run)
+    trainer.load_state(run / "state.safetensors")
+    assert trainer.progress.step >= 3 and not list(run.glob("*.tmp"))
+
+
 def test_non_finite_loss_stops_with_a_clear_error(image_folder, tmp_path):
     from compressor.errors import TrainingError
 

@@ -17,7 +17,16 @@ class UserError(CompressorError):
     """A bad command line or file that is not the library's concern (same path twice, say)."""
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's stop, `kill`) cleans up as Ctrl-C does
+
+
 def _run(prog: str, fn, args) -> int:
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         return fn(args) or 0
     except CompressorError as e:
@@ -29,6 +38,9 @@ def _run(prog: str, fn, args) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _check_paths(src: Path, dst: Path) -> None:
