@@ -40,11 +40,10 @@ def tokens_from_symbols(symbols: np.ndarray) -> np.ndarray:
 def check_symbols(symbols, channels: int) -> np.ndarray:
     """Symbols as decoders take them: an integer array (N, channels, h, w) of 0s and 1s, else TokenFileError."""
     symbols = np.asarray(symbols)
-    if symbols.ndim != 4 or symbols.shape[1] != channels:
+    if symbols.ndim != 4 or symbols.shape[1] != channels or 0 in symbols.shape[2:]:
         raise TokenFileError(f"symbols must be an array (N, {channels}, h, w); got shape {symbols.shape}")
-    if not (np.issubdtype(symbols.dtype, np.integer) or symbols.dtype == bool) or (symbols.size and symbols.max() > 1) \
-            or (symbols.size and symbols.min() < 0):
-        raise TokenFileError(f"symbols must be 0 or 1 ({symbols.dtype} values given)")
+    if symbols.dtype.kind not in "biuf" or not np.isin(symbols, (0, 1)).all():  # floats of exact 0s and 1s are fine
+        raise TokenFileError(f"symbols must be 0 or 1 (an array of {symbols.dtype} with other values given)")
     return symbols
 
 

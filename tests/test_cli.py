@@ -197,6 +197,10 @@ def test_more_user_errors_are_one_line(tiny_path, frame_png, tmp_path, capsys):
             compressor_main(argv)
         assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
     assert not (tmp_path / "r3").exists()
+    for minutes in ("inf", "nan", "0"):
+        with pytest.raises(SystemExit) as stop:
+            compressor_main(["train", "--out", str(tmp_path / "r3"), "--minutes", minutes])
+        assert stop.value.code == 2 and "finite number above 0" in capsys.readouterr().err
     for weight in ("inf", "nan", "-1"):
         with pytest.raises(SystemExit) as stop:
             compress_main([str(tmp_path / "frame.png"), str(tmp_path / "w.bin"), "--flips", "1", "--rate-weight", weight])

@@ -82,10 +82,12 @@ def test_frames_from_symbols_refuses_what_is_not_symbols(tiny):
     from compressor.tokens import TokenFileError
 
     for bad in (np.zeros((1, 13, 8, 16), np.uint8), np.zeros((14, 8, 16), np.uint8), np.full((1, 14, 8, 16), 2, np.uint8),
-                np.zeros((1, 14, 8, 16), np.float32)):
+                np.full((1, 14, 8, 16), 0.5, np.float32), np.zeros((1, 14, 0, 16), np.uint8)):
         with pytest.raises(TokenFileError, match="symbols must"):
             tiny.frames_from_symbols(bad)
     assert tiny.frames_from_symbols(np.ones((2, 14, 8, 16), bool).tolist()).shape == (2, 128, 256, 3)
+    ones = tiny.frames_from_symbols(np.ones((1, 14, 8, 16), np.uint8))
+    assert np.array_equal(tiny.frames_from_symbols(np.ones((1, 14, 8, 16), np.float32)), ones)  # exact 0s and 1s
 
 
 def test_tokens_refuse_mixed_sizes(tiny, frame):

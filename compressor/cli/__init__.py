@@ -48,15 +48,15 @@ def _weight(text: str) -> float:
     return x
 
 
-def _rate(text: str) -> float:
-    """A frame rate: finite and above 0 (a sidecar's JSON and a video's time base need one)."""
+def _above_zero(text: str) -> float:
+    """A finite number above 0: a frame rate (a sidecar's JSON and a video's time base need one), minutes."""
     x = float(text)
     if not (math.isfinite(x) and x > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
     return x
 
 
-_weight.__name__ = _rate.__name__ = "number"
+_weight.__name__ = _above_zero.__name__ = "number"
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -93,7 +93,7 @@ def compress_main(argv=None) -> int:
                       help="code every Kth frame without the previous one, the start of any random access (default 10)")
     clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
                       "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
-    clip.add_argument("--fps", type=_rate, default=None, help="frame rate to record for a folder (default: the video's)")
+    clip.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record for a folder (default: the video's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -144,7 +144,7 @@ def _add_token_parsers(sub) -> None:
     s.add_argument("--model", default=DEFAULT_MODEL)
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
-    s.add_argument("--fps", type=_rate, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record (default: the first video's)")
     s.add_argument("--threads", type=_positive, default=None,
                    help="torch threads (default: all cores; on a busy machine 1 can be faster)")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -202,7 +202,7 @@ def _add_train_parser(sub) -> None:
     s.add_argument("--decoder", help="decoder architecture (default: same as the encoder)")
     s.add_argument("--data", action="append", help="folder of training images (repeatable)")
     s.add_argument("--steps", type=_positive, help="train up to this step")
-    s.add_argument("--minutes", type=float, help="train for about this long instead (data preparation included): "
+    s.add_argument("--minutes", type=_above_zero, help="train for about this long instead (data preparation included): "
                                                  "the step count is set by a speed probe at the start")
     s.add_argument("--out", help="run directory to create")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
