@@ -175,7 +175,8 @@ def fit_context(checkpoint: str | Path, folders: list[str | Path], out: str | Pa
                         "excluded": list(exclude)}
     entry["seconds"] = round(time.perf_counter() - start, 1)
     # The card's results measured the old coding's bytes: cleared, for `compressor eval --record` to measure anew.
-    model_id, legacy = save_with_context(checkpoint, out, tables, {"context": entry, "results": {}},
-                                         context_net=net_tensors)
+    # A new file is a new model: it goes by its own name, not its seed's (files it writes name another id).
+    update = {"context": entry, "results": {}, **({} if Path(out) == Path(checkpoint) else {"name": Path(out).stem})}
+    model_id, legacy = save_with_context(checkpoint, out, tables, update, context_net=net_tensors)
     entry["model_id"], entry["legacy_model_id"] = f"{model_id:04x}", f"{legacy:04x}"
     return entry

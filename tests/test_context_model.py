@@ -359,6 +359,7 @@ def test_fit_context_on_photos_fits_no_temporal_table(tiny_path, tmp_path, capsy
     assert read_card(recorded).card["results"]["photos"] and not read_card(out).card["results"]  # the old coding's
     codec = compressor.load(out)
     assert codec.card.card["context"]["temporal"] is None and set(codec.card.context_tables) == {"spatial"}
+    assert codec.name == "fitted"  # its own name, not its seed's
     archive, back = tmp_path / "c.bin", tmp_path / "back"
     assert compress_main([str(folder), str(archive), "--model", str(out), "-q"]) == 0
     assert decompress_main([str(archive), str(back), "--model", str(out), "-q"]) == 0
