@@ -114,6 +114,7 @@ def test_eval_prints_bytes_and_psnr(tiny_path, frame_png, tmp_path, capsys):
 
     assert compressor.load(copy).results["one"]["images"] == 1  # the rewritten file, not the cached codec
     _fails(capsys, compressor_main, ["eval", str(frame_png), "--record", "x"], "name the checkpoint with --model")
+    _fails(capsys, compressor_main, ["eval", str(frame_png), "--model", str(copy), "--record", ""], "needs a set name")
 
 
 def test_console_scripts_are_installed(tiny_path, frame_png, tmp_path):

@@ -423,7 +423,8 @@ def test_resume_refusals_and_one_file_of_data(image_folder, tmp_path, capsys):
     run = tmp_path / "run"
     train(_config(image_folder, tmp_path, 4), run)
     for argv, message in ((["--steps", "3"], "at step 4"), (["--steps", "6", "--encoder", "cvit"], "keeps its architecture"),
-                          (["--steps", "6", "--set", "batch_size=8"], "keeps its batch_size")):
+                          (["--steps", "6", "--set", "batch_size=8"], "keeps its batch_size"),
+                          (["--steps", "6", "--out", str(tmp_path / "other")], "drop --out")):
         assert compressor_main(["train", "--resume", str(run), *argv]) == 1
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -132,6 +132,8 @@ def _models(args) -> None:
 def _eval(args) -> None:
     from compressor.measure.evaluate import evaluate_paths, record_results
 
+    if args.record is not None and not args.record.strip():
+        raise UserError("--record needs a set name")
     if args.record and args.model is None:  # never rewrite the shipped default's file unasked
         raise UserError("--record rewrites a checkpoint's model card: name the checkpoint with --model")
     args.model = args.model or DEFAULT_MODEL

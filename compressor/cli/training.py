@@ -16,6 +16,8 @@ def _train(args) -> None:
     from compressor.training.run import train
 
     if args.resume:
+        if args.out:
+            raise UserError(f"--resume {args.resume} goes on in that folder; drop --out")
         run_dir = Path(args.resume)
         saved = run_dir / "config.json"
         if not (run_dir / "state.safetensors").is_file() or not saved.is_file():
