@@ -510,9 +510,8 @@ def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys, monke
     assert steps == 20 + 30 and f"steps/s -> {steps} steps" in capsys.readouterr().out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == steps and rows[-1]["lr"] == 0.0  # annealed exactly at the fitted step
-    for bad in (["--steps", "5"], ["--resume", str(run)]):
-        assert compressor_main(["train", "--data", str(image_folder), "--minutes", "1", "--out", str(tmp_path / "x"),
-                                *bad]) == 1
+    for bad in (["--steps", "5", "--out", str(tmp_path / "x")], ["--resume", str(run)]):
+        assert compressor_main(["train", "--data", str(image_folder), "--minutes", "1", *bad]) == 1
         assert "--minutes" in capsys.readouterr().err
 
 
