@@ -15,7 +15,7 @@ decoded back here with the same probabilities (the net's, which depend only on e
 checked symbol for symbol. Scored on the default's files of the evaluation frames:
 
     python docs/scripts/ans_seed_probe.py --eval ../shared/data/eval/kodak-frames-128x256 \
-        ../shared/data/eval/driving-frames-128x256 --k 16 20 24 28 31
+        ../shared/data/eval/driving-frames-128x256 --k 8 16 20 24 28 31
 """
 from __future__ import annotations
 
