@@ -382,7 +382,8 @@ def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu"
     """A shipped model by name ("vit.default") or a release checkpoint by path -> Codec (cached per device
     and file version: a checkpoint rewritten on disk, by `eval --record` say, loads anew)."""
     path = resolve(name_or_path).resolve()
-    return _load_cached(str(path), str(check_device(device)), (path.stat().st_mtime_ns, path.stat().st_size))
+    stat = path.stat()
+    return _load_cached(str(path), str(check_device(device)), (stat.st_mtime_ns, stat.st_size))
 
 
 def codec_for(data: bytes, model=None) -> Codec:

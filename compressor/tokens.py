@@ -38,7 +38,7 @@ def tokens_from_symbols(symbols: np.ndarray) -> np.ndarray:
 
 
 def check_symbols(symbols, channels: int) -> np.ndarray:
-    """Symbols as decoders take them: an integer array (N, channels, h, w) of 0s and 1s, else TokenFileError."""
+    """Symbols as decoders take them: an array (N, channels, h, w) of 0s and 1s (any real dtype), else TokenFileError."""
     symbols = np.asarray(symbols)
     if symbols.ndim != 4 or symbols.shape[1] != channels or 0 in symbols.shape[2:]:
         raise TokenFileError(f"symbols must be an array (N, {channels}, h, w); got shape {symbols.shape}")

@@ -72,8 +72,8 @@ def _train(args) -> None:
         files = find_images([Path(d).expanduser() for d in cfg.data])  # "no images or videos found in ..."
         if not cfg.val_data:
             split_files(files)  # one file leaves nothing to train on once validation is held out
-    if args.minutes is not None and (args.steps is not None or args.resume or args.minutes <= 0):
-        raise UserError("--minutes takes a positive number, for a new run without --steps")
+    if args.minutes is not None and (args.steps is not None or args.resume):  # argparse keeps it above 0
+        raise UserError("--minutes is for a new run without --steps")
     train(cfg, run_dir, resume=bool(args.resume), seconds=args.minutes * 60 if args.minutes else None)
 
 

@@ -266,15 +266,14 @@ class Trainer:
                             last_save = time.time()
                             t_last = last_save
         except KeyboardInterrupt:
+            self._save_on_interrupt(window)
+            raise
+        finally:
             bar.close()
             if log is not None:
                 log.close()
-            self._save_on_interrupt(window)
-            raise
-        bar.close()  # the last step logged, so its window has been checked: the state below is finite
-        if self.is_main:
+        if self.is_main:  # the last step logged, so its window has been checked: the state below is finite
             self.save_state()
-            log.close()
             self.plot()
 
     def _save_on_interrupt(self, window: list[dict]) -> None:
@@ -282,7 +281,9 @@ class Trainer:
         the last check stands), so `--resume` goes on from here rather than from the last timed save."""
         if self.world > 1 or not self.is_main:
             return
-        if window and not bool(torch.isfinite(torch.stack([w["loss"] for w in window])).all()):
+        try:
+            self.check_finite(window)  # one process: the check is not collective here
+        except TrainingError:
             return
         self.save_state()
         print(f"\ninterrupted at step {self.progress.step}: state saved; --resume {self.run_dir} goes on from here",
@@ -292,6 +293,7 @@ class Trainer:
         """metrics.jsonl for appending, cut back to the steps the state holds: a run resumed after an
         interrupt, or a new run in an old folder, would otherwise log some steps twice."""
         path = self.run_dir / "metrics.jsonl"
+
         def held(line: str) -> bool:
             try:
                 return json.loads(line).get("step", 0) <= self.progress.step
