@@ -513,6 +513,10 @@ def test_a_time_budget_sets_the_step_count(image_folder, tmp_path, capsys, monke
     for bad in (["--steps", "5", "--out", str(tmp_path / "x")], ["--resume", str(run)]):
         assert compressor_main(["train", "--data", str(image_folder), "--minutes", "1", *bad]) == 1
         assert "--minutes" in capsys.readouterr().err
+    # a warmup too short for the probe is refused before the run folder is made
+    assert compressor_main(["train", "--data", str(image_folder), "--minutes", "1", "--out", str(tmp_path / "w"),
+                            "--set", "warmup_steps=1"]) == 1
+    assert "speed probe" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
 def test_the_speed_probe_leaves_out_its_slow_first_steps():

@@ -40,10 +40,7 @@ def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
     whose time is known but whose speed is not. Processes agree on the smallest count.
     """
     cfg = trainer.cfg
-    probe = max(2, min(300, cfg.warmup_steps // 2))
-    if trainer.progress.step + probe > cfg.warmup_steps:
-        raise ValueError("a time budget needs a fresh run: its speed probe must fall inside the warmup")
-    cfg.steps = trainer.progress.step + probe
+    cfg.steps = trainer.progress.step + _probe_steps(cfg, trainer.progress.step)
     trainer.run()
     rate = probe_rate(trainer.step_seconds)
     steps = torch.tensor(trainer.progress.step + steps_for_budget(trainer.step_seconds,
@@ -58,9 +55,19 @@ def fit_steps_to_time(trainer: Trainer, seconds: float, started: float) -> None:
         print(f"speed probe: {rate:.2f} steps/s -> {cfg.steps} steps", flush=True)
 
 
+def _probe_steps(cfg: TrainConfig, step: int) -> int:
+    """The speed probe's length from `step`: it must end inside the warmup (`fit_steps_to_time`)."""
+    probe = max(2, min(300, cfg.warmup_steps // 2))
+    if step + probe > cfg.warmup_steps:
+        raise ValueError("a time budget needs a fresh run: its speed probe must fall inside the warmup")
+    return probe
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, seconds: float | None = None) -> Trainer:
     """Train (or `resume`) the run in `run_dir`; with `seconds`, for that long instead of `cfg.steps`."""
     started = time.time()
+    if seconds is not None and not resume:
+        _probe_steps(cfg, 0)  # refused before the run folder is made
     trainer = Trainer(cfg, run_dir)
     state = Path(run_dir) / STATE_FILE
     if resume:
