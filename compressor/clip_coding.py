@@ -17,6 +17,7 @@ import numpy as np
 
 from compressor import context_model, context_net, entropy_coder
 from compressor.clip import CHANNEL, CONTEXT, KIND_NAMES, NET, RAW, TEMPORAL, ClipError
+from compressor.errors import BitstreamError
 
 
 def _has_temporal(tables) -> bool:
@@ -109,3 +110,59 @@ def decode_frames(items: list[tuple[int, bytes, tuple[int, int, int]]], cdf: np.
         for i, s in zip(idx, many):
             out[i] = s
     return out
+
+
+def decode_run(records: list, cdf: np.ndarray, shape: tuple[int, int, int], tables=None,
+               net: context_net.ContextNet | None = None, prev: np.ndarray | None = None) -> list:
+    """Consecutive frames of a clip -> each one's uint8 symbols (C, h, w), or the BitstreamError that stops it.
+
+    `records` holds each frame's (kind, payload), or the BitstreamError that reading it raised; `prev` is
+    the symbols of the frame before the first (None at a keyframe). The frames coded alone are decoded
+    together (`decode_frames`: one numpy step per net step for all of them), then the temporal ones in
+    order, each given the frame before it; one after a damaged frame is damaged too, up to the next
+    frame coded alone."""
+    out: list = [r if isinstance(r, BitstreamError) else None for r in records]
+    alone = [i for i, r in enumerate(records) if out[i] is None and r[0] != TEMPORAL]
+    try:
+        decoded = decode_frames([(*records[i], shape) for i in alone], cdf, tables, net)
+    except BitstreamError:  # one bad record among them: each alone, so that only it is lost
+        decoded = []
+        for i in alone:
+            try:
+                decoded.append(decode_frame(*records[i], cdf, shape, tables, None, net))
+            except BitstreamError as e:
+                decoded.append(e)
+    for i, s in zip(alone, decoded):
+        out[i] = s
+    for i, r in enumerate(records):
+        if out[i] is None:  # a temporal record
+            before = prev if i == 0 else out[i - 1]
+            try:
+                out[i] = decode_frame(*r, cdf, shape, tables, before if isinstance(before, np.ndarray) else None, net)
+            except BitstreamError as e:
+                out[i] = e
+    return out
+
+
+RUN = 256  # frames read and decoded at a time by `clip_symbols`
+
+
+def clip_symbols(reader, cdf: np.ndarray, shape: tuple[int, int, int], tables=None,
+                 net: context_net.ContextNet | None = None, start: int = 0, stop: int | None = None):
+    """Frames start..stop-1 of an open clip (`clip.ClipReader`) -> (i, symbols or BitstreamError) in order,
+    decoded from the keyframe at or before `start`, `RUN` frames at a time (`decode_run`)."""
+    stop = len(reader) if stop is None else stop
+    prev = None
+    for lo in range(reader.keyframe_at_or_before(start), stop, RUN):
+        hi = min(lo + RUN, stop)
+        records = []
+        for i in range(lo, hi):
+            try:
+                records.append(reader.record(i))
+            except BitstreamError as e:
+                records.append(e)
+        decoded = decode_run(records, cdf, shape, tables, net, prev)
+        prev = decoded[-1] if isinstance(decoded[-1], np.ndarray) else None
+        for i, s in zip(range(lo, hi), decoded):
+            if i >= start:
+                yield i, s

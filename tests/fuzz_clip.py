@@ -4,7 +4,9 @@
 
 Runs under a hard address-space limit (RLIMIT_AS). Every mutated archive must either be refused with a
 CompressorError when opened, or open and give, frame by frame, symbols of the header's shape or a
-CompressorError for that frame; anything else is a crash, and a file taking over a second a hang. Half
+CompressorError for that frame, and `clip_coding.clip_symbols` (what `decompress` and `compressor tokens`
+read, records coded alone decoded together) must give the same frames and the same failures; anything
+else is a crash, and a file taking over a second a hang. Half
 the inputs are damaged at the byte level (header, records, index, trailer alike); the other half are
 rebuilt with valid checks around damaged record kinds and payloads, so the damage reaches the entropy
 decoders (per-channel, context and temporal) instead of stopping at a CRC. The network is left out:
@@ -25,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compressor import clip, context_net  # noqa: E402
-from compressor.clip_coding import decode_frame, encode_frame  # noqa: E402
+from compressor.clip_coding import clip_symbols, decode_frame, encode_frame  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
 from tests.fuzz_decode import mutate, tally  # noqa: E402
 
@@ -63,15 +65,21 @@ def one_input(data: bytes, cdf, tables, net=None) -> str:
         reader = clip.ClipReader(io.BytesIO(data))
     except CompressorError:
         return "rejected"
-    prev = None
-    for i in range(min(len(reader), MAX_FRAMES_READ)):
+    prev, one_by_one = None, []
+    stop = min(len(reader), MAX_FRAMES_READ)
+    for i in range(stop):
         try:
             prev = decode_frame(*reader.record(i), cdf, SHAPE, tables, prev, net)
         except CompressorError:
             prev = None
-            continue
-        if prev.shape != SHAPE or prev.dtype != np.uint8 or prev.max() > 1:
+        one_by_one.append(prev)
+        if prev is not None and (prev.shape != SHAPE or prev.dtype != np.uint8 or prev.max() > 1):
             raise AssertionError(f"frame {i} decoded to {prev.dtype} {prev.shape}")
+    # what decompress and tokens read: records coded alone decoded together, then the temporal ones
+    for i, s in clip_symbols(reader, cdf, SHAPE, tables, net, 0, stop):
+        want = one_by_one[i]
+        if isinstance(s, np.ndarray) != (want is not None) or (want is not None and not np.array_equal(s, want)):
+            raise AssertionError(f"frame {i}: clip_symbols disagrees with decoding frame by frame")
     return "opened"
 
 

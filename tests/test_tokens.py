@@ -156,6 +156,79 @@ def test_cli_frames_refuses_another_models_tokens(tmp_path, tiny_path, other_pat
     assert not (tmp_path / "d").exists()
 
 
+def test_tokens_of_bin_files_and_clip_archives_are_their_coded_symbols(tmp_path, tiny_ctx, tiny_ctx_path, frame):
+    """`compressor tokens` of .bin frames and clip archives reads the symbols as coded (temporal records
+    included), with no network: the same tokens as the frames give."""
+    from PIL import Image
+
+    from compressor.cli import compress_main
+
+    video = make_clip(tmp_path / "still.mp4", frames=10, motion=0)
+    archive = tmp_path / "clip.bin"
+    assert compress_main([str(video), str(archive), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    images = [frame, frame[::-1].copy()]
+    for name, image in zip("ab", images):
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+        assert compress_main([str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.bin"), "--model",
+                              str(tiny_ctx_path), "-q"]) == 0
+    out = tmp_path / "t.npy"
+    assert compressor_main(["tokens", str(tmp_path / "a.bin"), str(archive), str(tmp_path / "b.bin"), "--out", str(out),
+                            "--model", str(tiny_ctx_path), "-q"]) == 0
+    tokens = np.load(out, allow_pickle=False)
+    want = np.concatenate([tiny_ctx.tokens(images[:1]), tiny_ctx.tokens(decoded_frames(video)), tiny_ctx.tokens(images[1:])])
+    assert tokens.dtype == np.uint16 and np.array_equal(tokens, want)
+    meta = json.loads((tmp_path / "t.json").read_text())
+    assert meta["frames"] == 12 and meta["fps"] == 20.0 and meta["model_id"] == f"{tiny_ctx.model_id:04x}"
+    assert meta["sources"] == [{"folder": tmp_path.name, "files": ["a.bin"], "frames": 1},
+                               {"file": "clip.bin", "frames": 10},
+                               {"folder": tmp_path.name, "files": ["b.bin"], "frames": 1}]
+
+
+@pytest.mark.parametrize("case", ["mixed", "no_resize", "damaged", "two_models", "sizes", "no_overlap"])
+def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, other_path, frame, capsys, case):
+    from PIL import Image
+
+    from compressor.cli import compress_main
+    from compressor.clip import ClipReader
+
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    assert compress_main([str(tmp_path / "a.png"), str(tmp_path / "a.bin"), "--model", str(tiny_path), "-q"]) == 0
+    argv = ["tokens", str(tmp_path / "a.bin"), "--out", str(tmp_path / "t.npy"), "--model", str(tiny_path)]
+    if case == "mixed":  # frames and .bin files in one token file
+        argv[1:1] = [str(tmp_path / "a.png")]
+    elif case == "no_resize":
+        argv.append("--no-resize")
+    elif case == "damaged":  # a token file has no place for a damaged frame
+        archive = tmp_path / "clip.bin"
+        assert compress_main([str(make_clip(tmp_path / "c.mp4", frames=6)), str(archive), "--model", str(tiny_path),
+                              "-q"]) == 0
+        data = bytearray(archive.read_bytes())
+        data[int(ClipReader(open(archive, "rb")).offsets[3]) + 10] ^= 0xFF
+        archive.write_bytes(bytes(data))
+        argv[1] = str(archive)
+    elif case == "two_models":
+        assert compress_main([str(tmp_path / "a.png"), str(tmp_path / "o.bin"), "--model", str(other_path), "-q"]) == 0
+        argv[1:1] = [str(tmp_path / "o.bin")]
+    elif case == "no_overlap":  # a token file records no tiling: `frames` would decode these tokens otherwise
+        Image.fromarray(np.tile(frame, (2, 2, 1))).save(tmp_path / "big.png")
+        assert compress_main([str(tmp_path / "big.png"), str(tmp_path / "big.bin"), "--no-overlap", "--model",
+                              str(tiny_path), "-q"]) == 0
+        argv[1] = str(tmp_path / "big.bin")
+    else:  # frames of two sizes
+        Image.fromarray(frame[:64, :64]).save(tmp_path / "s.png")
+        assert compress_main([str(tmp_path / "s.png"), str(tmp_path / "s.bin"), "--model", str(tiny_path), "-q"]) == 0
+        argv[1:1] = [str(tmp_path / "s.bin")]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert compressor_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert {"mixed": "not a .bin file", "no_resize": "--no-resize", "damaged": "frame 3 is damaged",
+            "two_models": "o.bin: file was written by model", "sizes": "differ in size",
+            "no_overlap": "--no-overlap"}[case] in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no output, no leftovers
+
+
 @pytest.mark.parametrize("case", ["missing", "suffix", "input", "not_video", "sidecar", "no_sidecar", "bad_range",
                                   "sidecar_fps", "sidecar_folder", "image_name", "odd_mp4"])
 def test_cli_bad_input_one_line(tmp_path, tiny_path, frame, capsys, case):

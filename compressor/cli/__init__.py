@@ -138,10 +138,13 @@ def _add_info_parser(sub) -> None:
 
 def _add_token_parsers(sub) -> None:
     """Tokens, frames and export-onnx (compressor.cli.tokens)."""
-    s = sub.add_parser("tokens", help="frames (images, folders, videos) -> a .npy of 14-bit tokens + JSON sidecar")
-    s.add_argument("inputs", nargs="+", help="image files, folders of images, or videos (PyAV)")
+    s = sub.add_parser("tokens", help="frames (images, folders, videos) or .bin files -> a .npy of 14-bit tokens + "
+                                      "JSON sidecar")
+    s.add_argument("inputs", nargs="+", help="image files, folders of images, or videos (PyAV); or .bin files and clip "
+                                             "archives, whose tokens are read exactly as coded, with no network")
     s.add_argument("--out", required=True, help="the .npy file to write (its sidecar: the same name with .json)")
-    s.add_argument("--model", default=DEFAULT_MODEL)
+    s.add_argument("--model", default=None,
+                   help=f"for frames (default: {DEFAULT_MODEL}); for .bin files, only a checkpoint not shipped")
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
     s.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record (default: the first video's)")

@@ -116,8 +116,7 @@ def decompress_clip(args) -> int:
     """Decode a clip (or frames A:B of it) to a video or a folder; damaged frames are named on stderr,
     left out of a folder and grey in a video, and the status is 1 if there were any."""
     from compressor.clip import ClipReader
-    from compressor.clip_coding import decode_frame
-    from compressor.errors import BitstreamError
+    from compressor.clip_coding import clip_symbols
 
     src = Path(args.input)
     with open(src, "rb") as f:
@@ -144,20 +143,10 @@ def decompress_clip(args) -> int:
                     pending_sym.clear()
 
             with _progress(stop - start, args.quiet, "decompress") as bar:
-                prev = None
-                for i in range(reader.keyframe_at_or_before(start), stop):
-                    try:
-                        kind, payload = reader.record(i)
-                        symbols = decode_frame(kind, payload, codec._cdf, shape, tables, prev, net)
-                    except BitstreamError as e:
-                        symbols = None
-                        if i >= start:
-                            damaged.append(i)
-                            print(f"decompress: warning: frame {i}: {e}", file=sys.stderr)
-                    prev = symbols
-                    if i < start:
-                        continue
-                    if symbols is None:
+                for i, symbols in clip_symbols(reader, codec._cdf, shape, tables, net, start, stop):
+                    if not isinstance(symbols, np.ndarray):
+                        damaged.append(i)
+                        print(f"decompress: warning: frame {i}: {symbols}", file=sys.stderr)
                         flush()
                         if out.video:
                             out.writer.write(np.full((h.height, h.width, 3), 128, np.uint8), index=i)

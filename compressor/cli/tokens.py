@@ -5,6 +5,7 @@ the target and renamed into place (a folder of frames too), inputs never overwri
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,12 +17,15 @@ import numpy as np
 
 from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_not_input, _umask
-from compressor.cli.sequences import _codec_for_id, _frames_of, _Output, _progress, _same_size_batches, frame_size
+from compressor.cli.sequences import (_codec_for_id, _coding_for, _frames_of, _Output, _progress, _same_size_batches,
+                                      frame_size)
+from compressor.frames import Source
 
 
 def tokens_command(args) -> None:
     import compressor
-    from compressor.tokens import TokenWriter, sidecar, sidecar_path
+    from compressor.tokens import sidecar_path
+    from compressor.zoo import DEFAULT_MODEL
 
     out = Path(args.out)
     if out.suffix != ".npy":
@@ -33,47 +37,205 @@ def tokens_command(args) -> None:
             raise UserError(f"{path} is a folder; the tokens go to {out} and their sidecar to {sidecar_path(out)}")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"output folder does not exist: {out.parent}")
-    codec = compressor.load(args.model)
-    if args.threads:
-        import torch
+    compressed = _compressed_inputs(args.inputs)
+    if compressed and args.no_resize:
+        raise UserError("--no-resize is for frames; .bin files hold their tokens at the size they were coded")
+    if compressed:
+        codec, fps, batches, sources = _tokens_of_files(compressed, args)
+        started = time.perf_counter()  # the files' headers read and the model loaded
+    else:
+        codec = compressor.load(args.model or DEFAULT_MODEL)
+        if args.threads:
+            import torch
 
-        torch.set_num_threads(args.threads)
-    sources, frames, fps, total = _frames_of(codec, args.inputs, args.no_resize, args.fps)
-    counts = [0] * len(sources)
-    started = time.perf_counter()
+            torch.set_num_threads(args.threads)
+        started = time.perf_counter()
+        fps, batches, sources = _tokens_of_frames(codec, args)
+    meta = _write_tokens(out, codec, fps, batches, sources)
+    if not args.quiet:
+        seconds = time.perf_counter() - started  # reading and decoding the inputs included, loading the model not
+        grid = meta["token_grid"]
+        print(f"{len(args.inputs)} input(s) -> {out}: {meta['frames']} frames of {grid[0]}x{grid[1]} tokens, "
+              f"model {codec.name}, {seconds:.1f} s ({meta['frames'] / seconds:.0f} frames/s)")
+
+
+def _write_tokens(out: Path, codec, fps, batches, sources) -> dict:
+    """Token batches ((b, h, w) uint16, their frames' size (H, W)) -> `out` and its sidecar, each written
+    whole or not at all; `sources()` gives the sidecar's sources once the batches are spent. The sidecar."""
+    from compressor.tokens import TokenWriter, sidecar, sidecar_path
+
     fd, scratch = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
-    writer = None
-    size = None
+    writer = size = None
     try:
-        with _progress(total, args.quiet, "tokens") as bar:
-            for src_idx, batch in _same_size_batches(frames, codec.batch):
-                tokens = codec.tokens(batch)  # (b, h, w)
-                if writer is None:
-                    writer, size = TokenWriter(Path(scratch), tokens.shape[1:]), batch.shape[1:3]
-                writer.write(tokens)
-                for i in src_idx:
-                    counts[i] += 1
-                bar.update(len(batch))
+        for tokens, frame in batches:
+            frame = tuple(int(v) for v in frame)
+            if writer is None:
+                writer, size = TokenWriter(Path(scratch), tokens.shape[1:]), frame
+            elif frame != size:
+                raise UserError(f"the inputs' frames differ in size ({size[0]}x{size[1]} and {frame[0]}x{frame[1]}); "
+                                "a token file holds frames of one size")
+            writer.write(tokens)
         if writer is None:
             raise UserError("the inputs hold no frames")
         meta = sidecar(model_id=codec.model_id, model=codec.name, frame_size=size, grid=writer.grid,
-                       channels=codec.model.latent_channels, frames=writer.frames, fps=fps,
-                       sources=_source_list(sources, counts))
+                       channels=codec.model.latent_channels, frames=writer.frames, fps=fps, sources=sources())
         write_atomic(out, writer=writer.finish)
         write_atomic(sidecar_path(out), (json.dumps(meta, indent=1) + "\n").encode())
     finally:
         if writer is not None:
             writer.close()
         Path(scratch).unlink(missing_ok=True)
-    if not args.quiet:
-        seconds = time.perf_counter() - started  # reading and decoding the inputs included, loading the model not
-        print(f"{len(args.inputs)} input(s) -> {out}: {meta['frames']} frames of {writer.grid[0]}x{writer.grid[1]} "
-              f"tokens, model {codec.name}, {seconds:.1f} s ({meta['frames'] / seconds:.0f} frames/s)")
+    return meta
 
 
-def _source_list(sources, counts) -> list[dict]:
-    """The sidecar's sources: one entry a video, a folder's run of images as one entry with a count."""
+def _tokens_of_frames(codec, args):
+    """Images, folders and videos -> (fps, token batches, sources): the encoder runs on every frame."""
+    frame_sources, frames, fps, total = _frames_of(codec, args.inputs, args.no_resize, args.fps)
+    counts = [0] * len(frame_sources)
+
+    def batches():
+        with _progress(total, args.quiet, "tokens") as bar:
+            for src_idx, batch in _same_size_batches(frames, codec.batch):
+                yield codec.tokens(batch), batch.shape[1:3]  # (b, h, w)
+                for i in src_idx:
+                    counts[i] += 1
+                bar.update(len(batch))
+
+    return fps, batches(), lambda: _source_list(frame_sources, counts)
+
+
+def _compressed_inputs(inputs) -> list[Path]:
+    """The inputs if they are compressed files (`.bin` frames or clip archives, told by their first bytes),
+    [] if none is; a mix of the two is refused."""
+    from compressor.bitstream import MAGIC
+    from compressor.clip import is_clip
+
+    kinds = []
+    for item in inputs:
+        prefix = b""
+        if Path(item).is_file():
+            with open(item, "rb") as f:
+                prefix = f.read(4)
+        kinds.append(bool(prefix) and (prefix[0] == MAGIC or is_clip(prefix)))
+    if any(kinds) and not all(kinds):
+        other = next(i for i, k in zip(inputs, kinds) if not k)
+        raise UserError(f"{other} is not a .bin file: a token file comes from frames or from .bin files, not both")
+    return [Path(i) for i in inputs] if any(kinds) else []
+
+
+def _tokens_of_files(files: list[Path], args):
+    """`.bin` frames and clip archives -> (codec, fps, token batches, sources): the symbols exactly as they
+    were coded, by entropy decoding alone (no network runs). The files must name one model. A damaged
+    clip frame stops the command: a token file has no place for a missing frame."""
+    from compressor.clip import ClipReader, is_clip
+    from compressor.codec import MAX_CODEC_PIXELS, codec_for
+    from compressor.errors import CompressorError
+    from compressor.images import check_pixels
+
+    stack = contextlib.ExitStack()
+    items: list = []  # (path, ClipReader) for a clip, (path, bytes) for a .bin frame
+    codec = first = None
+    try:
+        for path in files:
+            f = stack.enter_context(open(path, "rb"))
+            if is_clip(f.read(4)):
+                reader = ClipReader(f)
+                check_pixels(reader.header.height, reader.header.width, MAX_CODEC_PIXELS, f"clip {path}: ")
+                mine = _codec_for_id(reader.header.model_id, args.model, f"clip {path}")
+                items.append((path, reader))
+            else:
+                f.seek(0)
+                data = f.read()
+                try:
+                    mine = codec_for(data, args.model)
+                    h = mine._check(data)[0]  # header, model and sizes, before any entropy decoding
+                except CompressorError as e:
+                    raise UserError(f"{path}: {e}") from None
+                default = mine._tiling_for(h.height, h.width)  # what `compressor frames` will decode with
+                if bool(h.tiled) != (default is not None) or (default is not None and bool(h.overlap) != default.overlap):
+                    raise UserError(f"{path} was coded with --no-tile or --no-overlap, which a token file does not "
+                                    "record: compressor frames would decode its tokens otherwise")
+                items.append((path, data))
+            if codec is None:
+                codec, first = mine, path
+            elif mine.model_id != codec.model_id:
+                raise UserError(f"{path} was written by {mine.name}, {first} by {codec.name}: "
+                                "a token file holds one model's tokens")
+    except BaseException:
+        stack.close()
+        raise
+    fps = args.fps or next((r.header.fps for _, r in items if isinstance(r, ClipReader)), None)
+    counts = [0] * len(items)
+
+    def batches():
+        total = sum(len(r) if isinstance(r, ClipReader) else 1 for _, r in items)
+        with stack, _progress(total, args.quiet, "tokens") as bar:
+            for k, chunk in _file_chunks(items):
+                for tokens, size in (_clip_tokens(codec, *items[k]) if len(chunk) == 1 and isinstance(chunk[0], ClipReader)
+                                     else _frame_file_tokens(codec, chunk)):
+                    yield tokens, size
+                    bar.update(len(tokens))
+                for j in range(k, k + len(chunk)):
+                    counts[j] = len(items[j][1]) if isinstance(items[j][1], ClipReader) else 1
+
+    def sources():
+        return _source_list([Source(p, isinstance(r, ClipReader)) for p, r in items], counts, files=True)
+
+    return codec, fps, batches(), sources
+
+
+FILE_RUN = 256  # .bin frames decoded together (`clip_coding.decode_frames`: one numpy step for all)
+
+
+def _file_chunks(items):
+    """(first index, [a clip's reader]) for each clip, (first index, [bytes...]) for runs of .bin frames."""
+    k = 0
+    while k < len(items):
+        if not isinstance(items[k][1], bytes):
+            yield k, [items[k][1]]
+            k += 1
+            continue
+        run = []
+        while k + len(run) < len(items) and isinstance(items[k + len(run)][1], bytes) and len(run) < FILE_RUN:
+            run.append(items[k + len(run)][1])
+        yield k, run
+        k += len(run)
+
+
+def _frame_file_tokens(codec, datas: list[bytes]):
+    """.bin frames' bytes -> (tokens (1, h, w), (H, W)) for each, entropy decoded together."""
+    from compressor.tokens import tokens_from_symbols
+
+    for symbols, size, _ in codec._parse_many(datas):
+        yield tokens_from_symbols(symbols[None]), size
+
+
+def _clip_tokens(codec, path: Path, reader):
+    """A clip archive -> (tokens (b, h, w), (H, W)) batches; UserError at a damaged frame."""
+    from compressor.clip_coding import RUN, clip_symbols
+    from compressor.tokens import tokens_from_symbols
+
+    h = reader.header
+    tables, net = _coding_for(codec, h.model_id)
+    shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
+    run = []
+    for i, symbols in clip_symbols(reader, codec._cdf, shape, tables, net):
+        if not isinstance(symbols, np.ndarray):
+            raise UserError(f"{path}: frame {i} is damaged ({symbols}); a token file cannot leave it out "
+                            f"(decompress writes the other frames)")
+        run.append(symbols)
+        if len(run) == RUN:
+            yield tokens_from_symbols(np.stack(run)), (h.height, h.width)
+            run = []
+    if run:
+        yield tokens_from_symbols(np.stack(run)), (h.height, h.width)
+
+
+def _source_list(sources, counts, files: bool = False) -> list[dict]:
+    """The sidecar's sources: one entry a video (or clip archive), a folder's run of images (or, with
+    `files`, of .bin frames) as one entry with a count."""
+    key = "files" if files else "images"
     out: list[dict] = []
     folder = None  # the folder of the last entry of images: two folders of one name stay two entries
     for s, n in zip(sources, counts):
@@ -81,10 +243,10 @@ def _source_list(sources, counts) -> list[dict]:
             out.append({"file": s.path.name, "frames": n})
             folder = None
         elif folder == s.path.parent:
-            out[-1]["images"].append(s.path.name)
+            out[-1][key].append(s.path.name)
             out[-1]["frames"] += n
         else:
-            out.append({"folder": s.path.parent.name, "images": [s.path.name], "frames": n})
+            out.append({"folder": s.path.parent.name, key: [s.path.name], "frames": n})
             folder = s.path.parent
     return out
 
