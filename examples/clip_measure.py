@@ -19,7 +19,7 @@ import torch
 import compressor
 from compressor.clip import ClipReader
 from compressor.cli.sequences import _coding_for
-from compressor.clip_coding import decode_frame
+from compressor.clip_coding import clip_symbols
 from compressor.frames import expand_inputs, iter_frames
 
 
@@ -31,9 +31,9 @@ def access(codec, path: str, i: int) -> tuple[np.ndarray, float]:
         h = reader.header
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
         tables, net = _coding_for(codec, h.model_id)  # the coding the archive's writer had, as decompress reads it
-        symbols = None
-        for j in range(reader.keyframe_at_or_before(i), i + 1):
-            symbols = decode_frame(*reader.record(j), codec._cdf, shape, tables, symbols, net)
+        [(_, symbols)] = clip_symbols(reader, codec._cdf, shape, tables, net, i, i + 1)  # as decompress reads
+        if not isinstance(symbols, np.ndarray):
+            raise symbols  # a damaged frame
     records = time.perf_counter() - start
     return codec.frames_from_symbols(symbols[None], (h.height, h.width))[0], records
 
