@@ -29,6 +29,7 @@ __all__ = [
     "decode",
     "load",
     "list_models",
+    "open_clip",
     "CompressorError",
     "BitstreamError",
     "ModelMismatchError",
@@ -86,3 +87,12 @@ def list_models():
         card.name = name  # the zoo's name, whatever the card says
         cards.append(card)
     return cards
+
+
+def open_clip(path, model=None):
+    """A clip archive opened for its tokens, by entropy decoding alone (`compressor.archive.ClipTokens`):
+    `clip[a:b]` is uint16 tokens (b - a, h, w) of frames a..b-1; `len(clip)`, `clip.fps`, `clip.frame_size`.
+    `model`: the checkpoint it was written with, when that is not a shipped model."""
+    from compressor.archive import ClipTokens
+
+    return ClipTokens(path, model)

@@ -6,6 +6,7 @@
 
 Random access: open the archive, read its index, seek to one frame's keyframe, decode the records up to
 the frame and the frame itself through the network; the median over random frames, model already loaded.
+Token windows: random runs of 1, 16 and 64 frames' tokens read with `compressor.open_clip` (no network).
 Round trip: the share of token bits that come back when decoded frames are encoded again.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 import compressor
 from compressor.clip import ClipReader
-from compressor.cli.sequences import _coding_for
+from compressor.archive import coding_for
 from compressor.clip_coding import clip_symbols
 from compressor.frames import expand_inputs, iter_frames
 
@@ -30,7 +31,7 @@ def access(codec, path: str, i: int) -> tuple[np.ndarray, float]:
         reader = ClipReader(f)
         h = reader.header
         shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
-        tables, net = _coding_for(codec, h.model_id)  # the coding the archive's writer had, as decompress reads it
+        tables, net = coding_for(codec, h.model_id)  # the coding the archive's writer had, as decompress reads it
         [(_, symbols)] = clip_symbols(reader, codec._cdf, shape, tables, net, i, i + 1)  # as decompress reads
         if not isinstance(symbols, np.ndarray):
             raise symbols  # a damaged frame
@@ -79,6 +80,16 @@ def main() -> None:
     slow_ms = np.array(slow) * 1000
     print(f"slowest frame ({worst}, {chain} records to decode): median {np.median(slow_ms):.1f} ms, "
           f"90th percentile {np.percentile(slow_ms, 90):.1f} ms over {args.worst_repeats} runs")
+    with compressor.open_clip(args.archive, model=args.model) as clip:  # tokens alone, as a data loader reads them
+        for w in (1, 16, 64):
+            took = []
+            for a in rng.integers(0, len(clip) - w + 1, args.samples):
+                start = time.perf_counter()
+                clip[int(a) : int(a) + w]
+                took.append(time.perf_counter() - start)
+            took_ms = np.array(took) * 1000
+            print(f"tokens of {w} frame(s) from a random place (compressor.open_clip, no network): median "
+                  f"{np.median(took_ms):.1f} ms, max {took_ms.max():.1f} ms over {args.samples}")
 
     frames = []
     for _, frame in iter_frames(expand_inputs([args.video]), (128, 256)):

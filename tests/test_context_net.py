@@ -324,13 +324,13 @@ def _sha(symbols) -> str:
 
 def _read_clip(codec, path):
     """A clip archive's model id, its coding (tables, net) for this codec, its records and decoded symbols."""
-    from compressor.cli.sequences import _coding_for
+    from compressor.archive import coding_for
     from compressor.clip import ClipReader
     from compressor.clip_coding import decode_frame
 
     with open(path, "rb") as f:
         reader, prev, records, frames = ClipReader(f), None, [], []
-        tables, net = _coding_for(codec, reader.header.model_id)
+        tables, net = coding_for(codec, reader.header.model_id)
         for i in range(len(reader)):
             records.append(reader.record(i))
             prev = decode_frame(*records[-1], codec._cdf, (14, 8, 16), tables, prev, net)

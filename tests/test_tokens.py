@@ -184,6 +184,37 @@ def test_tokens_of_bin_files_and_clip_archives_are_their_coded_symbols(tmp_path,
                                {"folder": tmp_path.name, "files": ["b.bin"], "frames": 1}]
 
 
+def test_open_clip_gives_any_window_of_tokens(tmp_path, tiny_ctx, tiny_ctx_path):
+    """`compressor.open_clip`: random windows of an archive's tokens, the frames' own tokens, no network;
+    a damaged frame is named, and the frames around it still read."""
+    import compressor
+    from compressor.cli import compress_main
+    from compressor.clip import ClipReader
+
+    video = make_clip(tmp_path / "still.mp4", frames=10, motion=0)
+    archive = tmp_path / "clip.bin"
+    assert compress_main([str(video), str(archive), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    want = tiny_ctx.tokens(decoded_frames(video))
+    with compressor.open_clip(archive, model=tiny_ctx_path) as clip:
+        assert len(clip) == 10 and clip.fps == 20.0 and clip.frame_size == (128, 256)
+        assert np.array_equal(clip[:], want) and np.array_equal(clip[-1], want[-1])
+        for a, b in ((0, 1), (3, 7), (5, 6), (9, 10), (6, 6)):
+            assert np.array_equal(clip[a:b], want[a:b]) and clip[a:b].dtype == np.uint16
+        with pytest.raises(IndexError):
+            clip[10]
+        with pytest.raises(IndexError):
+            clip[0:10:2]
+    data = bytearray(archive.read_bytes())
+    data[int(ClipReader(open(archive, "rb")).offsets[8]) + 4] ^= 0xFF  # frame 8, a keyframe at K = 4
+    (tmp_path / "bad.bin").write_bytes(bytes(data))
+    with compressor.open_clip(tmp_path / "bad.bin", model=tiny_ctx_path) as clip:
+        assert np.array_equal(clip[2:8], want[2:8])
+        with pytest.raises(compressor.BitstreamError, match="frame 8 is damaged"):
+            clip[7:10]
+    with pytest.raises(compressor.ModelMismatchError, match="not a shipped model"):
+        compressor.open_clip(archive)
+
+
 @pytest.mark.parametrize("case", ["mixed", "no_resize", "damaged", "two_models", "sizes", "no_overlap"])
 def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, other_path, frame, capsys, case):
     from PIL import Image

@@ -13,7 +13,7 @@ import numpy as np
 
 from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_compressed_output, _check_not_input
-from compressor.cli.sequences import _codec_for_id, _coding_for, _frames_of, _Output, _progress, _same_size_batches
+from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches
 
 
 # --- clip archives ---------------------------------------------------------------------------------
@@ -115,21 +115,12 @@ def parse_range(text: str | None, count: int) -> tuple[int, int]:
 def decompress_clip(args) -> int:
     """Decode a clip (or frames A:B of it) to a video or a folder; damaged frames are named on stderr,
     left out of a folder and grey in a video, and the status is 1 if there were any."""
-    from compressor.clip import ClipReader
-    from compressor.clip_coding import clip_symbols
+    from compressor.archive import ClipTokens
 
     src = Path(args.input)
-    with open(src, "rb") as f:
-        reader = ClipReader(f)
-        h = reader.header
-        codec = _codec_for_id(h.model_id, args.model, f"clip {src}")
-        from compressor.codec import MAX_CODEC_PIXELS
-        from compressor.images import check_pixels
-
-        check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {src}: ")  # before any allocation for it
-        tables, net = _coding_for(codec, h.model_id)
-        start, stop = parse_range(args.frames, len(reader))
-        shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
+    with ClipTokens(src, args.model) as clip:  # header, index, size and model checked before any allocation
+        h, codec = clip.reader.header, clip.codec
+        start, stop = parse_range(args.frames, len(clip))
         out = _Output(Path(args.output), h.fps, [src])
         damaged = []
         try:
@@ -143,7 +134,7 @@ def decompress_clip(args) -> int:
                     pending_sym.clear()
 
             with _progress(stop - start, args.quiet, "decompress") as bar:
-                for i, symbols in clip_symbols(reader, codec._cdf, shape, tables, net, start, stop):
+                for i, symbols in clip.symbols(start, stop):
                     if not isinstance(symbols, np.ndarray):
                         damaged.append(i)
                         print(f"decompress: warning: frame {i}: {symbols}", file=sys.stderr)
@@ -162,7 +153,7 @@ def decompress_clip(args) -> int:
             out.abort()
             raise
     if not args.quiet:
-        print(f"{src} -> {args.output}: frames {start}:{stop} of {len(reader)}, {h.height}x{h.width}"
+        print(f"{src} -> {args.output}: frames {start}:{stop} of {len(clip)}, {h.height}x{h.width}"
               + (f", {len(damaged)} damaged" if damaged else ""))
     if damaged:
         where = "grey in the video" if out.video else "left out of the folder"

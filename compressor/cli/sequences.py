@@ -54,36 +54,6 @@ def _same_size_batches(frames, batch: int):
         yield [s for s, _ in chunk], np.stack([f for _, f in chunk])
 
 
-def _codec_for_id(model_id: int, model, what: str):
-    """The codec for a file made by `model_id`: `model` if given (refused when it is other weights), else
-    the shipped model with that id. A checkpoint's legacy id (before context tables were added to it:
-    the same network) and its table id (before its context net was added) are accepted; `_coding_for`
-    then gives no tables, or the tables without the net. So are the ids of a checkpoint whose coding it
-    carries (`ModelCard.former_model_ids`)."""
-    import compressor
-    from compressor.zoo import find_shipped
-    from compressor.errors import ModelMismatchError
-
-    if model is None:
-        path = find_shipped(model_id)
-        if path is None:
-            raise ModelMismatchError(f"{what} was made by model {model_id:04x}, which is not a shipped model; "
-                                     "pass --model with the checkpoint it was made with")
-        model = path
-    codec = compressor.load(model)
-    if not codec.card.accepts(model_id, 1):  # version 1 accepts every id the checkpoint answers to, as find_shipped asks
-        raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
-    return codec
-
-
-def _coding_for(codec, model_id: int):
-    """(context tables, context net) a file of `model_id` was coded with: the codec's both, its tables
-    alone under its table id, none under its legacy id; both for a checkpoint whose coding it carries."""
-    if model_id == codec.model_id or model_id in codec.card.former_model_ids:
-        return codec._tables, codec._net
-    return (codec._tables if model_id == codec.card.table_model_id else None), None
-
-
 class _Output:
     """A video file or a folder of PNG frames, written beside the target and moved into place by `commit`."""
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_not_input, _umask
-from compressor.cli.sequences import (_codec_for_id, _coding_for, _frames_of, _Output, _progress, _same_size_batches,
-                                      frame_size)
+from compressor.archive import codec_for_id
+from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches, frame_size
 from compressor.frames import Source
 
 
@@ -128,25 +128,25 @@ def _tokens_of_files(files: list[Path], args):
     """`.bin` frames and clip archives -> (codec, fps, token batches, sources): the symbols exactly as they
     were coded, by entropy decoding alone (no network runs). The files must name one model. A damaged
     clip frame stops the command: a token file has no place for a missing frame."""
-    from compressor.clip import ClipReader, is_clip
-    from compressor.codec import MAX_CODEC_PIXELS, codec_for
+    from compressor.archive import ClipTokens
+    from compressor.clip import is_clip
+    from compressor.codec import codec_for
     from compressor.errors import CompressorError
-    from compressor.images import check_pixels
 
     stack = contextlib.ExitStack()
-    items: list = []  # (path, ClipReader) for a clip, (path, bytes) for a .bin frame
+    items: list = []  # (path, ClipTokens) for a clip, (path, bytes) for a .bin frame
     codec = first = None
     try:
         for path in files:
-            f = stack.enter_context(open(path, "rb"))
-            if is_clip(f.read(4)):
-                reader = ClipReader(f)
-                check_pixels(reader.header.height, reader.header.width, MAX_CODEC_PIXELS, f"clip {path}: ")
-                mine = _codec_for_id(reader.header.model_id, args.model, f"clip {path}")
-                items.append((path, reader))
+            with open(path, "rb") as f:
+                data = f.read(4)
+                if not is_clip(data):
+                    data += f.read()
+            if is_clip(data):
+                clip = stack.enter_context(ClipTokens(path, args.model))
+                mine = clip.codec
+                items.append((path, clip))
             else:
-                f.seek(0)
-                data = f.read()
                 try:
                     mine = codec_for(data, args.model)
                     h = mine._check(data)[0]  # header, model and sizes, before any entropy decoding
@@ -165,22 +165,22 @@ def _tokens_of_files(files: list[Path], args):
     except BaseException:
         stack.close()
         raise
-    fps = args.fps or next((r.header.fps for _, r in items if isinstance(r, ClipReader)), None)
+    fps = args.fps or next((r.fps for _, r in items if isinstance(r, ClipTokens)), None)
     counts = [0] * len(items)
 
     def batches():
-        total = sum(len(r) if isinstance(r, ClipReader) else 1 for _, r in items)
+        total = sum(len(r) if isinstance(r, ClipTokens) else 1 for _, r in items)
         with stack, _progress(total, args.quiet, "tokens") as bar:
             for k, chunk in _file_chunks(items):
-                for tokens, size in (_clip_tokens(codec, *items[k]) if len(chunk) == 1 and isinstance(chunk[0], ClipReader)
+                for tokens, size in (_clip_tokens(*items[k]) if len(chunk) == 1 and isinstance(chunk[0], ClipTokens)
                                      else _frame_file_tokens(codec, chunk)):
                     yield tokens, size
                     bar.update(len(tokens))
                 for j in range(k, k + len(chunk)):
-                    counts[j] = len(items[j][1]) if isinstance(items[j][1], ClipReader) else 1
+                    counts[j] = len(items[j][1]) if isinstance(items[j][1], ClipTokens) else 1
 
     def sources():
-        return _source_list([Source(p, isinstance(r, ClipReader)) for p, r in items], counts, files=True)
+        return _source_list([Source(p, isinstance(r, ClipTokens)) for p, r in items], counts, files=True)
 
     return codec, fps, batches(), sources
 
@@ -189,7 +189,7 @@ FILE_RUN = 256  # .bin frames decoded together (`clip_coding.decode_frames`: one
 
 
 def _file_chunks(items):
-    """(first index, [a clip's reader]) for each clip, (first index, [bytes...]) for runs of .bin frames."""
+    """(first index, [a clip]) for each clip, (first index, [bytes...]) for runs of .bin frames."""
     k = 0
     while k < len(items):
         if not isinstance(items[k][1], bytes):
@@ -211,25 +211,23 @@ def _frame_file_tokens(codec, datas: list[bytes]):
         yield tokens_from_symbols(symbols[None]), size
 
 
-def _clip_tokens(codec, path: Path, reader):
-    """A clip archive -> (tokens (b, h, w), (H, W)) batches; UserError at a damaged frame."""
-    from compressor.clip_coding import RUN, clip_symbols
+def _clip_tokens(path: Path, clip):
+    """A clip archive (`archive.ClipTokens`) -> (tokens (b, h, w), (H, W)) batches; UserError at a damaged frame."""
+    from compressor.clip_coding import RUN
     from compressor.tokens import tokens_from_symbols
 
-    h = reader.header
-    tables, net = _coding_for(codec, h.model_id)
-    shape = (codec.model.latent_channels, *codec.model.latent_grid(h.height, h.width))
+    size = clip.frame_size
     run = []
-    for i, symbols in clip_symbols(reader, codec._cdf, shape, tables, net):
+    for i, symbols in clip.symbols():
         if not isinstance(symbols, np.ndarray):
             raise UserError(f"{path}: frame {i} is damaged ({symbols}); a token file cannot leave it out "
                             f"(decompress writes the other frames)")
         run.append(symbols)
         if len(run) == RUN:
-            yield tokens_from_symbols(np.stack(run)), (h.height, h.width)
+            yield tokens_from_symbols(np.stack(run)), size
             run = []
     if run:
-        yield tokens_from_symbols(np.stack(run)), (h.height, h.width)
+        yield tokens_from_symbols(np.stack(run)), size
 
 
 def _source_list(sources, counts, files: bool = False) -> list[dict]:
@@ -256,7 +254,7 @@ def frames_command(args) -> None:
 
     src = Path(args.tokens)
     tokens, meta = read_token_file(src)
-    codec = _codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
+    codec = codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
     size = tuple(int(v) for v in meta["frame_size"])
     out = _Output(Path(args.out), meta.get("fps"), [src])
     try:

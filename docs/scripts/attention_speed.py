@@ -73,7 +73,7 @@ def search(name: str, frames) -> None:
 
 def train(name: str, frames) -> None:
     from compressor.model import load_model
-from compressor.zoo import resolve
+    from compressor.zoo import resolve
 
     model, _ = load_model(resolve(name))
     model.train()

@@ -1,0 +1,113 @@
+"""Reading clip archives: the codec an archive (or token file) names, the coding its frames were written
+with, and its tokens by entropy decoding alone.
+
+    with compressor.open_clip("drive.bin") as clip:     # header, index and model checked up front
+        len(clip), clip.fps, clip.frame_size            # frames, frame rate, (H, W)
+        window = clip[5000:5016]                        # uint16 tokens (16, 8, 16), decoded from the keyframe before
+
+No network runs: a window costs its records' entropy decoding (about a millisecond a frame), so a world
+model's data loader can draw random windows of a long drive. The tokens are the ones the frames were
+coded from (`Codec.tokens` of the same frames), bit k of a token being latent channel k.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from compressor.errors import BitstreamError, ModelMismatchError
+
+
+def codec_for_id(model_id: int, model, what: str):
+    """The codec for a file made by `model_id`: `model` (a name, path or Codec) if given, refused when it is
+    other weights, else the shipped model with that id. A checkpoint's legacy id (before context tables
+    were added to it: the same network) and its table id (before its context net was added) are accepted;
+    `coding_for` then gives no tables, or the tables without the net. So are the ids of a checkpoint whose
+    coding it carries (`ModelCard.former_model_ids`)."""
+    import compressor
+    from compressor.codec import Codec
+    from compressor.zoo import find_shipped
+
+    if model is None:
+        model = find_shipped(model_id)
+        if model is None:
+            raise ModelMismatchError(f"{what} was made by model {model_id:04x}, which is not a shipped model; "
+                                     "pass the checkpoint it was made with (--model, or model=)")
+    codec = model if isinstance(model, Codec) else compressor.load(model)
+    if not codec.card.accepts(model_id, 1):  # version 1 accepts every id the checkpoint answers to, as find_shipped asks
+        raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
+    return codec
+
+
+def coding_for(codec, model_id: int):
+    """(context tables, context net) a file of `model_id` was coded with: the codec's both, its tables
+    alone under its table id, none under its legacy id; both for a checkpoint whose coding it carries."""
+    if model_id == codec.model_id or model_id in codec.card.former_model_ids:
+        return codec._tables, codec._net
+    return (codec._tables if model_id == codec.card.table_model_id else None), None
+
+
+class ClipTokens:
+    """A clip archive opened for its tokens (`compressor.open_clip`): `clip[a:b]` or `clip.tokens(a, b)`."""
+
+    def __init__(self, path: str | os.PathLike, model=None):
+        from compressor.clip import ClipReader
+        from compressor.codec import MAX_CODEC_PIXELS
+        from compressor.images import check_pixels
+
+        self.path = os.fspath(path)
+        self._file = open(self.path, "rb")
+        try:
+            self.reader = ClipReader(self._file)
+            h = self.reader.header
+            check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {self.path}: ")
+            self.codec = codec_for_id(h.model_id, model, f"clip {self.path}")
+        except BaseException:
+            self._file.close()
+            raise
+        self._tables, self._net = coding_for(self.codec, h.model_id)
+        self.shape = (self.codec.model.latent_channels, *self.codec.model.latent_grid(h.height, h.width))
+        self.fps, self.frame_size, self.keyframe_interval = h.fps, (h.height, h.width), h.keyframe_interval
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def symbols(self, start: int = 0, stop: int | None = None):
+        """Frames start..stop-1 -> (i, uint8 symbols (C, h, w), or the BitstreamError that lost frame i)."""
+        from compressor.clip_coding import clip_symbols
+
+        return clip_symbols(self.reader, self.codec._cdf, self.shape, self._tables, self._net, start,
+                            len(self) if stop is None else stop)
+
+    def tokens(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames start..stop-1 -> uint16 tokens (stop - start, h, w); BitstreamError naming a damaged frame."""
+        from compressor.tokens import tokens_from_symbols
+
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"frames {start}:{stop} are not a range of the clip's {len(self)} frames")
+        out = np.empty((stop - start, *self.shape[1:]), np.uint16)
+        for i, s in (self.symbols(start, stop) if stop > start else ()):
+            if not isinstance(s, np.ndarray):
+                raise BitstreamError(f"{self.path}: frame {i} is damaged ({s})")
+            out[i - start] = tokens_from_symbols(s[None])[0]
+        return out
+
+    def __getitem__(self, index):
+        """clip[i] -> tokens (h, w); clip[a:b] -> tokens (b - a, h, w) (steps of 1 only)."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise IndexError("clip windows take a step of 1")
+            return self.tokens(start, stop)
+        i = int(index) + (len(self) if int(index) < 0 else 0)
+        return self.tokens(i, i + 1)[0]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ClipTokens":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
