@@ -184,6 +184,37 @@ def test_tokens_of_bin_files_and_clip_archives_are_their_coded_symbols(tmp_path,
                                {"folder": tmp_path.name, "files": ["b.bin"], "frames": 1}]
 
 
+def test_compress_a_token_file_to_the_archive_its_frames_give(tmp_path, tiny_ctx, tiny_ctx_path, capsys):
+    """`compress tokens.npy clip.bin` codes the tokens as they are: the same archive, byte for byte, as
+    compressing the frames they came from, and `compressor tokens` reads them back."""
+    from compressor.cli import compress_main
+
+    video = make_clip(tmp_path / "still.mp4", frames=10, motion=0)
+    direct, tokens = tmp_path / "direct.bin", tmp_path / "t.npy"
+    assert compress_main([str(video), str(direct), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    assert compressor_main(["tokens", str(video), "--out", str(tokens), "--model", str(tiny_ctx_path), "-q"]) == 0
+    coded = tmp_path / "coded.bin"
+    assert compress_main([str(tokens), str(coded), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    assert coded.read_bytes() == direct.read_bytes()
+    assert compressor_main(["tokens", str(coded), "--out", str(tmp_path / "back.npy"), "--model", str(tiny_ctx_path),
+                            "-q"]) == 0
+    assert np.array_equal(np.load(tmp_path / "back.npy"), np.load(tokens))
+
+    meta = json.loads((tmp_path / "t.json").read_text())
+    np.save(tmp_path / "wide.npy", np.zeros((2, 8, 8), np.uint16))  # a grid its frame size does not give
+    (tmp_path / "wide.json").write_text(json.dumps({**meta, "frames": 2}))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for argv, says in (([str(tokens), str(tmp_path / "x.bin"), "--flips", "2"], "coded as it is"),
+                       ([str(tmp_path / "wide.npy"), str(tmp_path / "x.bin")], "8x8 tokens"),
+                       ([str(tokens), str(tmp_path / "x.png")], "image"),
+                       ([str(tokens), str(tmp_path / "t.json")], "input")):
+        capsys.readouterr()
+        assert compress_main([*argv, "--model", str(tiny_ctx_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_open_clip_gives_any_window_of_tokens(tmp_path, tiny_ctx, tiny_ctx_path):
     """`compressor.open_clip`: random windows of an archive's tokens, the frames' own tokens, no network;
     a damaged frame is named, and the frames around it still read."""

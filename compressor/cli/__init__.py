@@ -71,11 +71,13 @@ def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def compress_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file, or a video or "
-                                "folder of frames to one clip archive.")
-    p.add_argument("input", help="image file (PNG, JPEG, WebP, ...), or a video or folder of frames for a clip")
+    p = argparse.ArgumentParser(prog="compress", description="Compress an image to a .bin file, or a video, "
+                                "folder of frames or token file to one clip archive.")
+    p.add_argument("input", help="image file (PNG, JPEG, WebP, ...), or a video or folder of frames for a clip, or "
+                                 "a token file (.npy of compressor tokens) to code as it is")
     p.add_argument("output", help=".bin file to write")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, help=f"shipped model name or .safetensors path (default: {DEFAULT_MODEL}; "
+                                                 "for a token file, the model its sidecar names)")
     _add_search_args(p, "search with")
     p.add_argument("--rate-weight", type=_weight, default=0.0, metavar="W",
                    help="with --flips: minimise MSE + W x bits under the model's context tables, for smaller files "

@@ -27,7 +27,6 @@ def is_clip_input(path: Path) -> bool:
 def compress_clip(args) -> None:
     import compressor
     from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
-    from compressor.clip_coding import encode_frames
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src])
@@ -57,12 +56,7 @@ def compress_clip(args) -> None:
                     symbols, plain_last = _searched(codec, batch, args, len(writer.lengths), plain_last)
                 else:
                     symbols = list(codec.symbols_batch(batch))  # (C, h, w) each
-                prevs = [None if (len(writer.lengths) + i) % args.keyframe_interval == 0 else p  # None: a keyframe
-                         for i, p in enumerate([prev] + symbols[:-1])]
-                for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
-                    writer.add(kind, payload)
-                    kinds[kind] = kinds.get(kind, 0) + 1
-                prev = symbols[-1]
+                prev = _add_frames(writer, codec, symbols, prev, args.keyframe_interval, kinds)
                 bar.update(len(batch))
             if writer is None:
                 raise UserError(f"{src} holds no frames")
@@ -74,6 +68,62 @@ def compress_clip(args) -> None:
         size = dst.stat().st_size if dst.is_file() else 0
         mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
         print(f"{src} -> {dst}: {n} frames, {size} bytes ({size / n:.1f} per frame; {mix}), model {codec.name}")
+
+
+def _add_frames(writer, codec, symbols: list, prev, interval: int, kinds: dict):
+    """Consecutive frames' symbols (C, h, w) -> their records in `writer`, each coded the shortest way its
+    place allows (`clip_coding.encode_frames`: every `interval`th frame of the clip alone); `prev` is the
+    frame before them (None at the start). Counts the record kinds in `kinds`; returns the last frame."""
+    from compressor.clip_coding import encode_frames
+
+    prevs = [None if (len(writer.lengths) + i) % interval == 0 else p  # None: a keyframe
+             for i, p in enumerate([prev] + symbols[:-1])]
+    for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
+        writer.add(kind, payload)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return symbols[-1]
+
+
+def compress_tokens(args) -> None:
+    """A token file (`compressor tokens`, with its sidecar) -> one clip archive of those tokens exactly, by
+    entropy coding alone: the model the sidecar names (or --model) codes them; no network runs."""
+    from compressor.archive import codec_for_id
+    from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
+    from compressor.tokens import read_token_file, sidecar_path, symbols_from_tokens
+
+    src, dst = Path(args.input), Path(args.output)
+    _check_not_input(dst, [src, sidecar_path(src)])
+    if dst.is_dir():
+        raise UserError(f"output {dst} is a folder; give a file name")
+    _check_compressed_output(dst)
+    if args.refine or args.flips or args.no_tile or args.no_overlap or args.no_resize:
+        raise UserError("a token file is coded as it is: --refine, --flips, --no-tile, --no-overlap and --no-resize "
+                        "are for frames")
+    tokens, meta = read_token_file(src)
+    codec = codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
+    size = tuple(int(v) for v in meta["frame_size"])
+    grid = codec.model.latent_grid(*size)
+    if tokens.shape[1:] != tuple(grid) or not len(tokens):
+        raise UserError(f"token file {src} holds {tokens.shape[0]} frames of {tokens.shape[1]}x{tokens.shape[2]} "
+                        f"tokens; its {size[0]}x{size[1]} frames need at least one of {grid[0]}x{grid[1]}")
+    fps = args.fps or meta.get("fps")
+    kinds: dict[int, int] = {}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "r+b") as f, _progress(len(tokens), args.quiet, "compress") as bar:
+            writer = ClipWriter(f, ClipHeader(codec.model_id, *size, fps, args.keyframe_interval))
+            prev = None
+            for start in range(0, len(tokens), codec.batch):
+                symbols = symbols_from_tokens(np.asarray(tokens[start : start + codec.batch]), codec.model.latent_channels)
+                prev = _add_frames(writer, codec, list(symbols), prev, args.keyframe_interval, kinds)
+                bar.update(len(symbols))
+            writer.close()
+
+    write_atomic(dst, writer=write)
+    if not args.quiet:
+        n, nbytes = sum(kinds.values()), dst.stat().st_size
+        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
+        print(f"{src} -> {dst}: {n} frames, {nbytes} bytes ({nbytes / n:.1f} per frame; {mix}), model {codec.name}")
 
 
 def _searched(codec, batch: np.ndarray, args, start: int, prev):
