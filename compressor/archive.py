@@ -11,6 +11,7 @@ coded from (`Codec.tokens` of the same frames), bit k of a token being latent ch
 """
 from __future__ import annotations
 
+import operator
 import os
 
 import numpy as np
@@ -100,7 +101,10 @@ class ClipTokens:
             if step != 1:
                 raise IndexError("clip windows take a step of 1")
             return self.tokens(start, stop)
-        i = int(index) + (len(self) if int(index) < 0 else 0)
+        i = operator.index(index)  # an integer, not a float that int() would truncate
+        i += len(self) if i < 0 else 0
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {index} is outside the clip's {len(self)} frames")
         return self.tokens(i, i + 1)[0]
 
     def close(self) -> None:

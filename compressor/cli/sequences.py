@@ -1,6 +1,6 @@
 """What the frame-sequence commands (`compressor.cli.tokens`, `compressor.cli.clips`) share: frames
-read from files, folders and videos in batches, the codec a file names, and an output video or folder
-of frames written beside the target and moved into place."""
+read from files, folders and videos in batches, and an output video or folder of frames written beside
+the target and moved into place (the codec a file names: `compressor.archive`)."""
 from __future__ import annotations
 
 import os
