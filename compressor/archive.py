@@ -49,17 +49,32 @@ def coding_for(codec, model_id: int):
 
 
 class ClipTokens:
-    """A clip archive opened for its tokens (`compressor.open_clip`): `clip[a:b]` or `clip.tokens(a, b)`."""
+    """A clip archive opened for its tokens (`compressor.open_clip`): `clip[a:b]` or `clip.tokens(a, b)`.
+
+    Safe in forked data-loader workers (a process that did not open the file reopens it, so workers do
+    not share a file position) and picklable for spawned ones when `model` is None, a name or a path."""
 
     def __init__(self, path: str | os.PathLike, model=None):
-        from compressor.clip import ClipReader
+        from compressor.bitstream import MAGIC
+        from compressor.clip import ClipError, ClipReader
         from compressor.codec import MAX_CODEC_PIXELS
         from compressor.images import check_pixels
 
         self.path = os.fspath(path)
-        self._file = open(self.path, "rb")
+        self._model = model
+        if os.path.isdir(self.path):
+            raise BitstreamError(f"{self.path} is a folder, not a clip archive")
+        if not os.path.isfile(self.path):
+            raise BitstreamError(f"clip archive not found: {self.path}")
+        self._file, self._pid = open(self.path, "rb"), os.getpid()
         try:
-            self.reader = ClipReader(self._file)
+            try:
+                self.reader = ClipReader(self._file)
+            except ClipError as e:
+                self._file.seek(0)
+                if self._file.read(1) == bytes([MAGIC]):
+                    raise ClipError(f"{self.path} is one frame's .bin, not a clip archive: compressor.decode reads it") from None
+                raise ClipError(f"{self.path}: {e}") from None
             h = self.reader.header
             check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {self.path}: ")
             self.codec = codec_for_id(h.model_id, model, f"clip {self.path}")
@@ -73,42 +88,64 @@ class ClipTokens:
     def __len__(self) -> int:
         return len(self.reader)
 
+    def __repr__(self) -> str:
+        return f"ClipTokens({self.path!r}: {len(self)} frames of {self.frame_size[0]}x{self.frame_size[1]}, {self.codec.name})"
+
+    def _open_reader(self):
+        """The reader, its file reopened in a process that did not open it (a forked worker)."""
+        if self._file is None:
+            raise ValueError(f"clip {self.path} is closed")
+        if self._pid != os.getpid():
+            self._file, self._pid = open(self.path, "rb"), os.getpid()
+            self.reader.f = self._file
+        return self.reader
+
     def symbols(self, start: int = 0, stop: int | None = None):
         """Frames start..stop-1 -> (i, uint8 symbols (C, h, w), or the BitstreamError that lost frame i)."""
         from compressor.clip_coding import clip_symbols
 
-        return clip_symbols(self.reader, self.codec._cdf, self.shape, self._tables, self._net, start,
-                            len(self) if stop is None else stop)
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"frames {start}:{stop} are not a range of the clip's {len(self)} frames")
+        if start == stop:
+            return iter(())
+        return clip_symbols(self._open_reader(), self.codec._cdf, self.shape, self._tables, self._net, start, stop)
 
     def tokens(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Frames start..stop-1 -> uint16 tokens (stop - start, h, w); BitstreamError naming a damaged frame."""
         from compressor.tokens import tokens_from_symbols
 
+        symbols = self.symbols(start, stop)  # the range checked
         stop = len(self) if stop is None else stop
-        if not 0 <= start <= stop <= len(self):
-            raise IndexError(f"frames {start}:{stop} are not a range of the clip's {len(self)} frames")
         out = np.empty((stop - start, *self.shape[1:]), np.uint16)
-        for i, s in (self.symbols(start, stop) if stop > start else ()):
+        for i, s in symbols:
             if not isinstance(s, np.ndarray):
                 raise BitstreamError(f"{self.path}: frame {i} is damaged ({s})")
             out[i - start] = tokens_from_symbols(s[None])[0]
         return out
 
     def __getitem__(self, index):
-        """clip[i] -> tokens (h, w); clip[a:b] -> tokens (b - a, h, w) (steps of 1 only)."""
+        """clip[i] -> tokens (h, w); clip[a:b] -> tokens (b - a, h, w), as a list slices (steps of 1 only)."""
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:
                 raise IndexError("clip windows take a step of 1")
-            return self.tokens(start, stop)
+            return self.tokens(start, max(start, stop))
         i = operator.index(index)  # an integer, not a float that int() would truncate
         i += len(self) if i < 0 else 0
         if not 0 <= i < len(self):
             raise IndexError(f"frame {index} is outside the clip's {len(self)} frames")
         return self.tokens(i, i + 1)[0]
 
+    def __reduce__(self):
+        if not (self._model is None or isinstance(self._model, (str, os.PathLike))):
+            raise TypeError("a ClipTokens opened with a Codec does not pickle: open it with the model's name or path")
+        return (ClipTokens, (self.path, self._model))
+
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> "ClipTokens":
         return self

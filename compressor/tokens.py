@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +99,15 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, dict]:
         raise TokenFileError(f"{meta_path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise TokenFileError(f"{meta_path} is not a compressor token sidecar")
-    try:
-        meta["model_id_int"] = int(meta["model_id"], 16)
-        height, width = (int(v) for v in meta["frame_size"])
-    except (KeyError, TypeError, ValueError):
-        raise TokenFileError(f"{meta_path} lacks a model_id or frame_size") from None
+    if "model_id" not in meta or "frame_size" not in meta:
+        raise TokenFileError(f"{meta_path} lacks a model_id or frame_size")
+    model_id, size = meta["model_id"], meta["frame_size"]
+    if not (isinstance(model_id, str) and re.fullmatch(r"[0-9a-fA-F]{1,4}", model_id)):
+        raise TokenFileError(f"{meta_path} gives model_id {model_id!r}; it must be 1-4 hex digits, as written")
+    meta["model_id_int"] = int(model_id, 16)
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise TokenFileError(f"{meta_path} gives frame_size {size!r}; it must be two whole numbers above 0")
     try:
         tokens = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -112,7 +117,7 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, dict]:
     if meta.get("frames") not in (None, tokens.shape[0]):
         raise TokenFileError(f"{path} holds {tokens.shape[0]} frames but its sidecar says {meta['frames']}")
     fps = meta.get("fps")
-    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+    if fps is not None and (isinstance(fps, bool) or not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0)):
         raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number above 0, or null")
     return tokens, meta
 

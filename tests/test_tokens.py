@@ -207,7 +207,9 @@ def test_compress_a_token_file_to_the_archive_its_frames_give(tmp_path, tiny_ctx
     for argv, says in (([str(tokens), str(tmp_path / "x.bin"), "--flips", "2"], "coded as it is"),
                        ([str(tmp_path / "wide.npy"), str(tmp_path / "x.bin")], "8x8 tokens"),
                        ([str(tokens), str(tmp_path / "x.png")], "image"),
-                       ([str(tokens), str(tmp_path / "t.json")], "input")):
+                       ([str(tokens), str(tmp_path / "t.json")], "input"),
+                       ([str(tokens), str(tmp_path / "other.npy")], "token file"),
+                       ([str(tokens), str(tmp_path / "x.bin"), "--rate-weight", "1e-6"], "coded as it is")):
         capsys.readouterr()
         assert compress_main([*argv, "--model", str(tiny_ctx_path)]) == 1
         err = capsys.readouterr().err
@@ -246,7 +248,84 @@ def test_open_clip_gives_any_window_of_tokens(tmp_path, tiny_ctx, tiny_ctx_path)
         compressor.open_clip(archive)
 
 
-@pytest.mark.parametrize("case", ["mixed", "no_resize", "damaged", "two_models", "sizes", "no_overlap"])
+def test_open_clip_in_workers_and_its_edges(tmp_path, tiny_ctx, tiny_ctx_path, frame):
+    """Forked workers reading one opened clip at once each get their own file position; a clip pickles
+    for spawned workers; reversed slices are empty; closed clips, missing paths and one frame's .bin say so."""
+    import multiprocessing
+    import pickle
+
+    import compressor
+    from compressor.cli import compress_main
+
+    video = make_clip(tmp_path / "v.mp4", frames=24, motion=2)
+    archive = tmp_path / "clip.bin"
+    assert compress_main([str(video), str(archive), "--model", str(tiny_ctx_path), "--keyframe-interval", "4", "-q"]) == 0
+    clip = compressor.open_clip(archive, model=str(tiny_ctx_path))
+    want = clip[:]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map(_window_sums, [(clip, seed) for seed in range(4)])
+    assert got == [_window_sums((want, seed)) for seed in range(4)]
+    again = pickle.loads(pickle.dumps(clip))
+    assert np.array_equal(again[3:9], want[3:9]) and "24 frames" in repr(again)
+    assert clip[10:5].shape == (0, 8, 16) and clip[30:40].shape == (0, 8, 16)
+    clip.close()
+    with pytest.raises(ValueError, match="closed"):
+        clip[0]
+    with pytest.raises(compressor.BitstreamError, match="not found"):
+        compressor.open_clip(tmp_path / "nope.bin")
+    from PIL import Image
+
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    assert compress_main([str(tmp_path / "a.png"), str(tmp_path / "a.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    with pytest.raises(compressor.BitstreamError, match="one frame's .bin"):
+        compressor.open_clip(tmp_path / "a.bin", model=tiny_ctx_path)
+
+
+def test_a_bin_frame_that_fails_among_many_is_named():
+    """`compressor tokens` decodes .bin frames together; when that fails, the file to blame is named."""
+    from pathlib import Path
+
+    from compressor.cli.common import UserError
+    from compressor.cli.tokens import _frame_file_tokens
+    from compressor.errors import BitstreamError
+
+    class Codec:  # decodes b"ok" only
+        def _parse(self, data):
+            if data != b"ok":
+                raise BitstreamError("damaged payload")
+
+        def _parse_many(self, datas):
+            for d in datas:
+                self._parse(d)
+
+    with pytest.raises(UserError, match=r"^b\.bin: damaged payload$"):
+        list(_frame_file_tokens(Codec(), [(Path("a.bin"), b"ok"), (Path("b.bin"), b"bad"), (Path("c.bin"), b"ok")]))
+
+
+@pytest.mark.parametrize("field, value, says", [("model_id", 13673, "hex digits"), ("model_id", "-1", "hex digits"),
+                                                ("frame_size", [-128, -256], "above 0"), ("frame_size", [0, 0], "above 0"),
+                                                ("frame_size", [128.9, 256.7], "whole numbers"),
+                                                ("frame_size", ["128", "256"], "whole numbers"),
+                                                ("frame_size", [128, 256, 3], "two whole"), ("fps", True, "fps")])
+def test_a_sidecar_with_bad_fields_is_refused(tmp_path, field, value, says):
+    from compressor.tokens import read_token_file
+
+    np.save(tmp_path / "t.npy", np.zeros((2, 8, 16), np.uint16))
+    meta = {"format": "compressor-tokens", "version": 1, "model_id": "3569", "frame_size": [128, 256], "frames": 2}
+    (tmp_path / "t.json").write_text(json.dumps({**meta, field: value}))
+    with pytest.raises(TokenFileError, match=says):
+        read_token_file(tmp_path / "t.npy")
+
+
+def _window_sums(job):
+    """Sums of 200 random 4-frame windows of a clip (or an array standing for one): a forked worker's reads."""
+    clip, seed = job
+    rng = np.random.default_rng(seed)
+    return [int(clip[a : a + 4].sum()) for a in rng.integers(0, 20, 200)]
+
+
+@pytest.mark.parametrize("case", ["mixed", "no_resize", "damaged", "two_models", "sizes", "no_overlap", "missing",
+                                  "payload", "empty"])
 def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, other_path, frame, capsys, case):
     from PIL import Image
 
@@ -276,6 +355,17 @@ def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, o
         assert compress_main([str(tmp_path / "big.png"), str(tmp_path / "big.bin"), "--no-overlap", "--model",
                               str(tiny_path), "-q"]) == 0
         argv[1] = str(tmp_path / "big.bin")
+    elif case == "missing":
+        argv[1:1] = [str(tmp_path / "nope.bin")]
+    elif case == "payload":  # a payload whose header checks pass but whose symbols do not decode: named
+        for i in range(3):
+            (tmp_path / f"c{i}.bin").write_bytes((tmp_path / "a.bin").read_bytes())
+        data = bytearray((tmp_path / "a.bin").read_bytes())
+        (tmp_path / "z.bin").write_bytes(bytes(data[:-1]))
+        argv[1:2] = [str(tmp_path / f"c{i}.bin") for i in range(3)] + [str(tmp_path / "z.bin")]
+    elif case == "empty":
+        (tmp_path / "e.bin").write_bytes(b"")
+        argv[1:1] = [str(tmp_path / "e.bin")]
     else:  # frames of two sizes
         Image.fromarray(frame[:64, :64]).save(tmp_path / "s.png")
         assert compress_main([str(tmp_path / "s.png"), str(tmp_path / "s.bin"), "--model", str(tiny_path), "-q"]) == 0
@@ -287,7 +377,8 @@ def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, o
     assert err.count("\n") == 1 and "Traceback" not in err
     assert {"mixed": "not a .bin file", "no_resize": "--no-resize", "damaged": "frame 3 is damaged",
             "two_models": "o.bin: file was written by model", "sizes": "differ in size",
-            "no_overlap": "--no-overlap"}[case] in err
+            "no_overlap": "--no-overlap", "missing": "input not found", "payload": "z.bin: ",
+            "empty": "e.bin is empty"}[case] in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no output, no leftovers
 
 

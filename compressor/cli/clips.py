@@ -96,9 +96,9 @@ def compress_tokens(args) -> None:
     if dst.is_dir():
         raise UserError(f"output {dst} is a folder; give a file name")
     _check_compressed_output(dst)
-    if args.refine or args.flips or args.no_tile or args.no_overlap or args.no_resize:
-        raise UserError("a token file is coded as it is: --refine, --flips, --no-tile, --no-overlap and --no-resize "
-                        "are for frames")
+    if args.refine or args.flips or args.rate_weight or args.no_tile or args.no_overlap or args.no_resize:
+        raise UserError("a token file is coded as it is: --refine, --flips, --rate-weight, --no-tile, --no-overlap "
+                        "and --no-resize are for frames")
     tokens, meta = read_token_file(src)
     codec = codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
     size = tuple(int(v) for v in meta["frame_size"])
@@ -106,6 +106,12 @@ def compress_tokens(args) -> None:
     if tokens.shape[1:] != tuple(grid) or not len(tokens):
         raise UserError(f"token file {src} holds {tokens.shape[0]} frames of {tokens.shape[1]}x{tokens.shape[2]} "
                         f"tokens; its {size[0]}x{size[1]} frames need at least one of {grid[0]}x{grid[1]}")
+    bits = codec.model.latent_channels
+    for a in range(0, len(tokens), 4096):  # every value checked before anything is written (uint16: none below 0)
+        chunk = np.asarray(tokens[a : a + 4096])
+        if chunk.max() >= 1 << bits:
+            i = int(np.argmax((chunk >= 1 << bits).any(axis=(1, 2))))
+            raise UserError(f"token file {src}: frame {a + i} holds {int(chunk[i].max())}, more than {bits} bits")
     fps = args.fps or meta.get("fps")
     kinds: dict[int, int] = {}
 

@@ -76,6 +76,9 @@ def _check_compressed_output(dst: Path) -> None:
     if _named_as_image(dst) or is_video_path(dst):
         raise UserError(f"output {dst} is named as an image or a video, but compress writes a compressed "
                         f"file: name it .bin (decompress turns .bin files into images)")
+    if dst.suffix.lower() in (".npy", ".json"):  # a token file's names: a .bin under them would pass for one
+        raise UserError(f"output {dst} is named as a token file or its sidecar, but compress writes a compressed "
+                        f"file: name it .bin")
 
 
 def _image_format(path: Path) -> str:

@@ -15,12 +15,12 @@ def _compress(args) -> None:
     import compressor
 
     src, dst = Path(args.input), Path(args.output)
-    if args.rate_weight and not args.flips:
-        raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
     from compressor.cli.clips import compress_clip, compress_tokens, is_clip_input
 
     if src.suffix.lower() == ".npy":  # a token file: its tokens, entropy coded into one clip archive
         return compress_tokens(args)
+    if args.rate_weight and not args.flips:
+        raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
     if is_clip_input(src):
         if not src.exists():
             raise UserError(f"input not found: {src}")

@@ -112,15 +112,20 @@ def _compressed_inputs(inputs) -> list[Path]:
     from compressor.clip import is_clip
 
     kinds = []
-    for item in inputs:
+    for item in map(Path, inputs):
         prefix = b""
-        if Path(item).is_file():
+        if item.is_file():
             with open(item, "rb") as f:
                 prefix = f.read(4)
+            if item.suffix.lower() == ".bin" and not (prefix[:1] == bytes([MAGIC]) or is_clip(prefix)):
+                raise UserError(f"{item} is {'empty' if not prefix else 'not a compressor .bin file or clip archive'}")
         kinds.append(bool(prefix) and (prefix[0] == MAGIC or is_clip(prefix)))
     if any(kinds) and not all(kinds):
-        other = next(i for i, k in zip(inputs, kinds) if not k)
-        raise UserError(f"{other} is not a .bin file: a token file comes from frames or from .bin files, not both")
+        other = next(Path(i) for i, k in zip(inputs, kinds) if not k)
+        if not other.exists():
+            raise UserError(f"input not found: {other}")
+        what = "a folder (list its .bin files one by one)" if other.is_dir() else "not a .bin file"
+        raise UserError(f"{other} is {what}: a token file comes from frames or from .bin files, not both")
     return [Path(i) for i in inputs] if any(kinds) else []
 
 
@@ -172,7 +177,7 @@ def _tokens_of_files(files: list[Path], args):
         total = sum(len(r) if isinstance(r, ClipTokens) else 1 for _, r in items)
         with stack, _progress(total, args.quiet, "tokens") as bar:
             for k, chunk in _file_chunks(items):
-                for tokens, size in (_clip_tokens(*items[k]) if len(chunk) == 1 and isinstance(chunk[0], ClipTokens)
+                for tokens, size in (_clip_tokens(*chunk[0]) if isinstance(chunk[0][1], ClipTokens)
                                      else _frame_file_tokens(codec, chunk)):
                     yield tokens, size
                     bar.update(len(tokens))
@@ -189,25 +194,36 @@ FILE_RUN = 256  # .bin frames decoded together (`clip_coding.decode_frames`: one
 
 
 def _file_chunks(items):
-    """(first index, [a clip]) for each clip, (first index, [bytes...]) for runs of .bin frames."""
+    """(first index, [(path, clip)]) for each clip, (first index, [(path, bytes)...]) for runs of .bin frames."""
     k = 0
     while k < len(items):
         if not isinstance(items[k][1], bytes):
-            yield k, [items[k][1]]
+            yield k, [items[k]]
             k += 1
             continue
         run = []
         while k + len(run) < len(items) and isinstance(items[k + len(run)][1], bytes) and len(run) < FILE_RUN:
-            run.append(items[k + len(run)][1])
+            run.append(items[k + len(run)])
         yield k, run
         k += len(run)
 
 
-def _frame_file_tokens(codec, datas: list[bytes]):
-    """.bin frames' bytes -> (tokens (1, h, w), (H, W)) for each, entropy decoded together."""
+def _frame_file_tokens(codec, files: list[tuple[Path, bytes]]):
+    """.bin frames (path, bytes) -> (tokens (1, h, w), (H, W)) for each, entropy decoded together; a file
+    that fails is found alone and named."""
+    from compressor.errors import CompressorError
     from compressor.tokens import tokens_from_symbols
 
-    for symbols, size, _ in codec._parse_many(datas):
+    try:
+        parsed = codec._parse_many([data for _, data in files])
+    except CompressorError:
+        for path, data in files:
+            try:
+                codec._parse(data)
+            except CompressorError as e:
+                raise UserError(f"{path}: {e}") from None
+        raise
+    for symbols, size, _ in parsed:
         yield tokens_from_symbols(symbols[None]), size
 
 
