@@ -114,6 +114,11 @@ def test_cli_tokens_and_frames_round_trip(tmp_path, tiny, tiny_path, capsys):
     assert meta["frames"] == 15 and meta["sources"][0] == {"file": "clip.mp4", "frames": 12}
     assert meta["sources"][1]["images"] == ["f0.png", "f1.png", "f2.png"]
     assert np.array_equal(tokens[:12], tiny.tokens(decoded_frames(clip)))
+    capsys.readouterr()
+    assert compressor_main(["info", str(out), "--json"]) == 0  # the sidecar's facts, checked against the array
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "token file" and info["frames"] == 15 and info["token_grid"] == "8x16"
+    assert info["size"] == "128x256" and info["fps"] == 20.0 and info["model_id"] == f"{tiny.model_id:04x}"
 
     frames_dir = tmp_path / "frames"
     assert compressor_main(["frames", str(out), "--out", str(frames_dir), "--model", str(tiny_path), "-q"]) == 0

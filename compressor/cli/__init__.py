@@ -132,7 +132,7 @@ def _export_onnx(args) -> None:
 
 def _add_info_parser(sub) -> None:
     """`compressor info`."""
-    s = sub.add_parser("info", help="describe a .bin file or a clip archive")
+    s = sub.add_parser("info", help="describe a .bin file, a clip archive or a token file")
     s.add_argument("file")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=_info)

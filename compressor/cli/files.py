@@ -73,10 +73,11 @@ def _info(args) -> None:
 
     with open(path, "rb") as f:
         clip = is_clip(f.read(4))
-    if clip:
+    if clip or path.suffix.lower() == ".npy":
         from compressor.cli.clips import clip_info
+        from compressor.cli.tokens import token_file_info
 
-        info = clip_info(path)
+        info = clip_info(path) if clip else token_file_info(path)
         if args.json:
             print(json.dumps(info))
         else:

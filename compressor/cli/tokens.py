@@ -246,6 +246,28 @@ def _clip_tokens(path: Path, clip):
         yield tokens_from_symbols(np.stack(run)), size
 
 
+def token_file_info(path: Path) -> dict:
+    """`compressor info` of a token file: its sidecar's facts, checked against the array (`read_token_file`)."""
+    from compressor.tokens import read_token_file
+    from compressor.zoo import find_shipped, name_of
+
+    tokens, meta = read_token_file(path)
+    shipped = find_shipped(meta["model_id_int"])
+    return {
+        "file": str(path),
+        "kind": "token file",
+        "bytes": path.stat().st_size,
+        "frames": int(tokens.shape[0]),
+        "fps": meta.get("fps"),
+        "size": "x".join(str(v) for v in meta["frame_size"]),
+        "token_grid": "x".join(str(v) for v in tokens.shape[1:]),
+        "bits": meta.get("bits"),
+        "sources": len(meta.get("sources") or []),
+        "model_id": meta["model_id"],
+        "model": name_of(shipped) if shipped else f"{meta.get('model')} (not a shipped model)",
+    }
+
+
 def _source_list(sources, counts, files: bool = False) -> list[dict]:
     """The sidecar's sources: one entry a video (or clip archive), a folder's run of images (or, with
     `files`, of .bin frames) as one entry with a count."""
