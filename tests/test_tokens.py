@@ -187,6 +187,11 @@ def test_tokens_of_bin_files_and_clip_archives_are_their_coded_symbols(tmp_path,
     assert meta["sources"] == [{"folder": tmp_path.name, "files": ["a.bin"], "frames": 1},
                                {"file": "clip.bin", "frames": 10},
                                {"folder": tmp_path.name, "files": ["b.bin"], "frames": 1}]
+    part = tmp_path / "part.npy"  # --frames: a part of one archive, decoded from the keyframe before it
+    assert compressor_main(["tokens", str(archive), "--frames", "5:9", "--out", str(part), "--model",
+                            str(tiny_ctx_path), "-q"]) == 0
+    assert np.array_equal(np.load(part), want[6:10])  # want[0] is a.bin's
+    assert json.loads((tmp_path / "part.json").read_text())["sources"] == [{"file": "clip.bin", "frames": 4, "start": 5}]
 
 
 def test_compress_a_token_file_to_the_archive_its_frames_give(tmp_path, tiny_ctx, tiny_ctx_path, capsys):
@@ -330,7 +335,7 @@ def _window_sums(job):
 
 
 @pytest.mark.parametrize("case", ["mixed", "no_resize", "damaged", "two_models", "sizes", "no_overlap", "missing",
-                                  "payload", "empty"])
+                                  "payload", "empty", "frames"])
 def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, other_path, frame, capsys, case):
     from PIL import Image
 
@@ -371,6 +376,8 @@ def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, o
     elif case == "empty":
         (tmp_path / "e.bin").write_bytes(b"")
         argv[1:1] = [str(tmp_path / "e.bin")]
+    elif case == "frames":  # --frames is for one clip archive, not a .bin frame
+        argv += ["--frames", "0:1"]
     else:  # frames of two sizes
         Image.fromarray(frame[:64, :64]).save(tmp_path / "s.png")
         assert compress_main([str(tmp_path / "s.png"), str(tmp_path / "s.bin"), "--model", str(tiny_path), "-q"]) == 0
@@ -383,7 +390,7 @@ def test_tokens_of_bin_files_refuse_what_they_cannot_hold(tmp_path, tiny_path, o
     assert {"mixed": "not a .bin file", "no_resize": "--no-resize", "damaged": "frame 3 is damaged",
             "two_models": "o.bin: file was written by model", "sizes": "differ in size",
             "no_overlap": "--no-overlap", "missing": "input not found", "payload": "z.bin: ",
-            "empty": "e.bin is empty"}[case] in err
+            "empty": "e.bin is empty", "frames": "one clip archive"}[case] in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no output, no leftovers
 
 

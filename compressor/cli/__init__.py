@@ -150,8 +150,10 @@ def _add_token_parsers(sub) -> None:
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
     s.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--frames", default=None, metavar="A:B",
+                   help="one clip archive: only frames A to B-1 (decoded from the keyframe before A)")
     s.add_argument("--threads", type=_positive, default=None,
-                   help="torch threads (default: all cores; on a busy machine 1 can be faster)")
+                   help="torch threads for frames (default: all cores; on a busy machine 1 can be faster)")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=_tokens)
 

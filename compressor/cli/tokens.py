@@ -18,6 +18,7 @@ import numpy as np
 from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_not_input, _umask
 from compressor.archive import codec_for_id
+from compressor.cli.clips import parse_range
 from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches, frame_size
 from compressor.frames import Source
 
@@ -40,6 +41,8 @@ def tokens_command(args) -> None:
     compressed = _compressed_inputs(args.inputs)
     if compressed and args.no_resize:
         raise UserError("--no-resize is for frames; .bin files hold their tokens at the size they were coded")
+    if not compressed and args.frames is not None:
+        raise UserError("--frames picks frames of one clip archive; give that archive alone")
     if compressed:
         codec, fps, batches, sources = _tokens_of_files(compressed, args)
         started = time.perf_counter()  # the files' headers read and the model loaded
@@ -170,22 +173,38 @@ def _tokens_of_files(files: list[Path], args):
     except BaseException:
         stack.close()
         raise
+    ranges = {}  # clip index -> (start, stop): the whole clip unless --frames picks a part of the one clip
+    for k, (_, r) in enumerate(items):
+        if isinstance(r, ClipTokens):
+            ranges[k] = (0, len(r))
+    if args.frames is not None:
+        if len(items) != 1 or 0 not in ranges:
+            stack.close()
+            raise UserError("--frames picks frames of one clip archive; give that archive alone")
+        try:
+            ranges[0] = parse_range(args.frames, len(items[0][1]))
+        except BaseException:
+            stack.close()
+            raise
     fps = args.fps or next((r.fps for _, r in items if isinstance(r, ClipTokens)), None)
     counts = [0] * len(items)
 
     def batches():
-        total = sum(len(r) if isinstance(r, ClipTokens) else 1 for _, r in items)
+        total = sum(b - a for a, b in ranges.values()) + len(items) - len(ranges)
         with stack, _progress(total, args.quiet, "tokens") as bar:
             for k, chunk in _file_chunks(items):
-                for tokens, size in (_clip_tokens(*chunk[0]) if isinstance(chunk[0][1], ClipTokens)
+                for tokens, size in (_clip_tokens(*chunk[0], *ranges[k]) if k in ranges
                                      else _frame_file_tokens(codec, chunk)):
                     yield tokens, size
                     bar.update(len(tokens))
                 for j in range(k, k + len(chunk)):
-                    counts[j] = len(items[j][1]) if isinstance(items[j][1], ClipTokens) else 1
+                    counts[j] = ranges[j][1] - ranges[j][0] if j in ranges else 1
 
     def sources():
-        return _source_list([Source(p, isinstance(r, ClipTokens)) for p, r in items], counts, files=True)
+        out = _source_list([Source(p, isinstance(r, ClipTokens)) for p, r in items], counts, files=True)
+        if args.frames is not None:
+            out[0]["start"] = ranges[0][0]  # the archive's frame that became the token file's first
+        return out
 
     return codec, fps, batches(), sources
 
@@ -227,14 +246,15 @@ def _frame_file_tokens(codec, files: list[tuple[Path, bytes]]):
         yield tokens_from_symbols(symbols[None]), size
 
 
-def _clip_tokens(path: Path, clip):
-    """A clip archive (`archive.ClipTokens`) -> (tokens (b, h, w), (H, W)) batches; UserError at a damaged frame."""
+def _clip_tokens(path: Path, clip, start: int, stop: int):
+    """Frames start..stop-1 of a clip archive (`archive.ClipTokens`) -> (tokens (b, h, w), (H, W)) batches;
+    UserError at a damaged frame."""
     from compressor.clip_coding import RUN
     from compressor.tokens import tokens_from_symbols
 
     size = clip.frame_size
     run = []
-    for i, symbols in clip.symbols():
+    for i, symbols in clip.symbols(start, stop):
         if not isinstance(symbols, np.ndarray):
             raise UserError(f"{path}: frame {i} is damaged ({symbols}); a token file cannot leave it out "
                             f"(decompress writes the other frames)")
