@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.atomic import write_atomic
-from compressor.cli.common import UserError, _check_not_input, _umask
 from compressor.archive import codec_for_id
+from compressor.atomic import write_atomic
 from compressor.cli.clips import parse_range
+from compressor.cli.common import UserError, _check_not_input, _umask
 from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches, frame_size
 from compressor.frames import Source
 
