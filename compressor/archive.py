@@ -60,7 +60,7 @@ class ClipTokens:
         from compressor.codec import MAX_CODEC_PIXELS
         from compressor.images import check_pixels
 
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))  # a forked worker reopens it, wherever its cwd
         self._model = model
         if os.path.isdir(self.path):
             raise BitstreamError(f"{self.path} is a folder, not a clip archive")

@@ -13,7 +13,6 @@ the fps and the sources.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from compressor.errors import CompressorError
 
 SIDECAR_FORMAT = "compressor-tokens"
 SIDECAR_VERSION = 1
+MAX_FPS = 1000.0  # a frame rate video writers and the clip header hold
 
 
 class TokenFileError(CompressorError):
@@ -114,11 +114,13 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, dict]:
         raise TokenFileError(f"cannot read {path} as a .npy array: {e}") from None
     if tokens.dtype != np.uint16 or tokens.ndim != 3:
         raise TokenFileError(f"{path} holds {tokens.dtype} {tokens.shape}, not uint16 tokens (N, h, w)")
+    if meta.get("frames") is not None and (isinstance(meta["frames"], bool) or not isinstance(meta["frames"], int)):
+        raise TokenFileError(f"{meta_path} gives frames {meta['frames']!r}; it must be a whole number")
     if meta.get("frames") not in (None, tokens.shape[0]):
         raise TokenFileError(f"{path} holds {tokens.shape[0]} frames but its sidecar says {meta['frames']}")
     fps = meta.get("fps")
-    if fps is not None and (isinstance(fps, bool) or not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0)):
-        raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number above 0, or null")
+    if fps is not None and (isinstance(fps, bool) or not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS)):
+        raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number above 0 and at most {MAX_FPS:g}, or null")
     return tokens, meta
 
 

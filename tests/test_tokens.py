@@ -316,7 +316,8 @@ def test_a_bin_frame_that_fails_among_many_is_named():
                                                 ("frame_size", [-128, -256], "above 0"), ("frame_size", [0, 0], "above 0"),
                                                 ("frame_size", [128.9, 256.7], "whole numbers"),
                                                 ("frame_size", ["128", "256"], "whole numbers"),
-                                                ("frame_size", [128, 256, 3], "two whole"), ("fps", True, "fps")])
+                                                ("frame_size", [128, 256, 3], "two whole"), ("fps", True, "fps"),
+                                                ("fps", 1e300, "at most"), ("frames", "2", "whole number")])
 def test_a_sidecar_with_bad_fields_is_refused(tmp_path, field, value, says):
     from compressor.tokens import read_token_file
 

@@ -56,7 +56,17 @@ def _above_zero(text: str) -> float:
     return x
 
 
-_weight.__name__ = _above_zero.__name__ = "number"
+def _fps(text: str) -> float:
+    """A frame rate: above 0 and at most what video writers and the clip header hold (`tokens.MAX_FPS`)."""
+    from compressor.tokens import MAX_FPS
+
+    x = _above_zero(text)
+    if x > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_FPS:g} frames a second, not {text}")
+    return x
+
+
+_weight.__name__ = _above_zero.__name__ = _fps.__name__ = "number"
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -95,7 +105,7 @@ def compress_main(argv=None) -> int:
                       help="code every Kth frame without the previous one, the start of any random access (default 10)")
     clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
                       "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
-    clip.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record for a folder (default: the video's)")
+    clip.add_argument("--fps", type=_fps, default=None, help="frame rate to record for a folder (default: the video's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -149,7 +159,7 @@ def _add_token_parsers(sub) -> None:
                    help=f"for frames (default: {DEFAULT_MODEL}); for .bin files, only a checkpoint not shipped")
     s.add_argument("--no-resize", action="store_true",
                    help="keep the frames' own size (all must match) instead of the model's 128x256 frame")
-    s.add_argument("--fps", type=_above_zero, default=None, help="frame rate to record (default: the first video's)")
+    s.add_argument("--fps", type=_fps, default=None, help="frame rate to record (default: the first video's)")
     s.add_argument("--frames", default=None, metavar="A:B",
                    help="one clip archive: only frames A to B-1 (decoded from the keyframe before A)")
     s.add_argument("--threads", type=_positive, default=None,
