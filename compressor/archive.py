@@ -111,18 +111,27 @@ class ClipTokens:
             return iter(())
         return clip_symbols(self._open_reader(), self.codec._cdf, self.shape, self._tables, self._net, start, stop)
 
-    def tokens(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames start..stop-1 -> uint16 tokens (stop - start, h, w); BitstreamError naming a damaged frame."""
+    def token_runs(self, start: int = 0, stop: int | None = None):
+        """Frames start..stop-1 -> uint16 tokens in runs of up to `clip_coding.RUN` frames (b, h, w), in
+        order; BitstreamError naming a damaged frame."""
+        from compressor.clip_coding import RUN
         from compressor.tokens import tokens_from_symbols
 
-        symbols = self.symbols(start, stop)  # the range checked
-        stop = len(self) if stop is None else stop
-        out = np.empty((stop - start, *self.shape[1:]), np.uint16)
-        for i, s in symbols:
+        run = []
+        for i, s in self.symbols(start, stop):
             if not isinstance(s, np.ndarray):
                 raise BitstreamError(f"{self.path}: frame {i} is damaged ({s})")
-            out[i - start] = tokens_from_symbols(s[None])[0]
-        return out
+            run.append(s)
+            if len(run) == RUN:
+                yield tokens_from_symbols(np.stack(run))
+                run = []
+        if run:
+            yield tokens_from_symbols(np.stack(run))
+
+    def tokens(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames start..stop-1 -> uint16 tokens (stop - start, h, w); BitstreamError naming a damaged frame."""
+        runs = list(self.token_runs(start, stop))
+        return np.concatenate(runs) if runs else np.empty((0, *self.shape[1:]), np.uint16)
 
     def __getitem__(self, index):
         """clip[i] -> tokens (h, w); clip[a:b] -> tokens (b - a, h, w), as a list slices (steps of 1 only)."""

@@ -170,22 +170,15 @@ def _tokens_of_files(files: list[Path], args):
             elif mine.model_id != codec.model_id:
                 raise UserError(f"{path} was written by {mine.name}, {first} by {codec.name}: "
                                 "a token file holds one model's tokens")
+        # clip index -> (start, stop): the whole clip unless --frames picks a part of the one clip
+        ranges = {k: (0, len(r)) for k, (_, r) in enumerate(items) if isinstance(r, ClipTokens)}
+        if args.frames is not None:
+            if len(items) != 1 or 0 not in ranges:
+                raise UserError("--frames picks frames of one clip archive; give that archive alone")
+            ranges[0] = parse_range(args.frames, len(items[0][1]))
     except BaseException:
         stack.close()
         raise
-    ranges = {}  # clip index -> (start, stop): the whole clip unless --frames picks a part of the one clip
-    for k, (_, r) in enumerate(items):
-        if isinstance(r, ClipTokens):
-            ranges[k] = (0, len(r))
-    if args.frames is not None:
-        if len(items) != 1 or 0 not in ranges:
-            stack.close()
-            raise UserError("--frames picks frames of one clip archive; give that archive alone")
-        try:
-            ranges[0] = parse_range(args.frames, len(items[0][1]))
-        except BaseException:
-            stack.close()
-            raise
     fps = args.fps or next((r.fps for _, r in items if isinstance(r, ClipTokens)), None)
     counts = [0] * len(items)
 
@@ -249,21 +242,13 @@ def _frame_file_tokens(codec, files: list[tuple[Path, bytes]]):
 def _clip_tokens(path: Path, clip, start: int, stop: int):
     """Frames start..stop-1 of a clip archive (`archive.ClipTokens`) -> (tokens (b, h, w), (H, W)) batches;
     UserError at a damaged frame."""
-    from compressor.clip_coding import RUN
-    from compressor.tokens import tokens_from_symbols
+    from compressor.errors import BitstreamError
 
-    size = clip.frame_size
-    run = []
-    for i, symbols in clip.symbols(start, stop):
-        if not isinstance(symbols, np.ndarray):
-            raise UserError(f"{path}: frame {i} is damaged ({symbols}); a token file cannot leave it out "
-                            f"(decompress writes the other frames)")
-        run.append(symbols)
-        if len(run) == RUN:
-            yield tokens_from_symbols(np.stack(run)), size
-            run = []
-    if run:
-        yield tokens_from_symbols(np.stack(run)), size
+    try:
+        for tokens in clip.token_runs(start, stop):
+            yield tokens, clip.frame_size
+    except BitstreamError as e:  # the frame named by token_runs
+        raise UserError(f"{e}; a token file cannot leave it out (decompress writes the other frames)") from None
 
 
 def token_file_info(path: Path) -> dict:
