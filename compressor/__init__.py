@@ -30,6 +30,7 @@ __all__ = [
     "load",
     "list_models",
     "open_clip",
+    "token_windows",
     "CompressorError",
     "BitstreamError",
     "ModelMismatchError",
@@ -96,3 +97,13 @@ def open_clip(path, model=None):
     from compressor.archive import ClipTokens
 
     return ClipTokens(path, model)
+
+
+def token_windows(sources, length: int, *, stride: int | None = None, every: int = 1, model=None):
+    """Windows of `length` consecutive frames' tokens from clip archives, token files and folders of them,
+    for a world model's data loader (`compressor.windows.TokenWindows`): `windows[i]` is uint16 tokens
+    (length, h, w); a window starts every `stride` frames (default `length`) and takes every `every`-th
+    frame; none spans two sources. `model`: the checkpoint they were made with, when not a shipped model."""
+    from compressor.windows import TokenWindows
+
+    return TokenWindows(sources, length, stride=stride, every=every, model=model)

@@ -62,6 +62,15 @@ def symbols_from_tokens(tokens: np.ndarray, channels: int) -> np.ndarray:
     return ((tokens.astype(np.uint16)[:, None] >> shifts) & 1).astype(np.uint8)  # (N, C, h, w)
 
 
+def check_token_range(tokens: np.ndarray, bits: int, what: str, first: int = 0, every: int = 1) -> None:
+    """TokenFileError naming the frame when a uint16 token of (N, h, w) holds more than `bits` bits; frame
+    i of the array is frame `first + i * every` of `what`."""
+    over = (tokens >> bits).any(axis=(1, 2))  # (N,)
+    if over.any():
+        i = int(np.argmax(over))
+        raise TokenFileError(f"{what}: frame {first + i * every} holds {int(tokens[i].max())}, more than {bits} bits")
+
+
 def sidecar_path(tokens_path: str | Path) -> Path:
     """`tokens.npy` -> `tokens.json`."""
     return Path(tokens_path).with_suffix(".json")

@@ -168,6 +168,11 @@ def test_clip_round_trip_and_random_access(tmp_path, video, tiny, tiny_path, cap
     info = json.loads(capsys.readouterr().out)
     assert info["frames"] == 14 and info["fps"] == 20.0 and info["keyframe_interval"] == 5
     assert info["bytes"] == archive.stat().st_size and info["bytes_per_frame"] == round(info["bytes"] / 14, 2)
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(archive.read_bytes()[:-9])  # the index's end lost: one line naming the file
+    assert compressor_main(["info", str(cut)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{cut}: truncated or damaged clip archive" in err
 
 
 def test_clip_from_a_folder(tmp_path, tiny, tiny_path, frame):

@@ -89,7 +89,7 @@ def compress_tokens(args) -> None:
     entropy coding alone: the model the sidecar names (or --model) codes them; no network runs."""
     from compressor.archive import codec_for_id
     from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
-    from compressor.tokens import read_token_file, sidecar_path, symbols_from_tokens
+    from compressor.tokens import check_token_range, read_token_file, sidecar_path, symbols_from_tokens
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src, sidecar_path(src)])
@@ -108,10 +108,7 @@ def compress_tokens(args) -> None:
                         f"tokens; its {size[0]}x{size[1]} frames need at least one of {grid[0]}x{grid[1]}")
     bits = codec.model.latent_channels
     for a in range(0, len(tokens), 4096):  # every value checked before anything is written (uint16: none below 0)
-        chunk = np.asarray(tokens[a : a + 4096])
-        if chunk.max() >= 1 << bits:
-            i = int(np.argmax((chunk >= 1 << bits).any(axis=(1, 2))))
-            raise UserError(f"token file {src}: frame {a + i} holds {int(chunk[i].max())}, more than {bits} bits")
+        check_token_range(np.asarray(tokens[a : a + 4096]), bits, f"token file {src}", a)
     fps = args.fps or meta.get("fps")
     kinds: dict[int, int] = {}
 
@@ -232,10 +229,13 @@ def _ranges(idx: list[int]) -> str:
 
 def clip_info(path: Path) -> dict:
     from compressor.zoo import find_shipped, name_of
-    from compressor.clip import KIND_NAMES, ClipReader
+    from compressor.clip import KIND_NAMES, ClipError, ClipReader
 
     with open(path, "rb") as f:
-        reader = ClipReader(f)
+        try:
+            reader = ClipReader(f)
+        except ClipError as e:
+            raise ClipError(f"{path}: {e}") from None
         h = reader.header
         kinds: dict[str, int] = {}
         for i in range(len(reader)):

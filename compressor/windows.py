@@ -1,0 +1,176 @@
+"""Windows of consecutive frames' tokens across many drives: the dataset a world model trains on.
+
+    windows = compressor.token_windows(["drives/", "extra.npy"], length=16, stride=8)
+    len(windows)            # windows in all the sources together; none spans two sources
+    windows[i]              # uint16 tokens (16, 8, 16), bit k of a token = latent channel k
+    windows.locate(i)       # (source path, its first frame)
+    loader = torch.utils.data.DataLoader(windows, batch_size=64, shuffle=True, num_workers=4)
+
+Sources are clip archives (`compress drive.mp4 drive.bin`: a window costs its records' entropy decoding,
+about a millisecond a frame, and no network) and token files (`compressor tokens ... --out t.npy`, read
+memory-mapped); a folder stands for the archives and token files under it. They must all hold one
+model's tokens on one token grid, so that a token means the same everywhere. `every=2` takes every
+second frame (a 20 fps drive read at 10 fps).
+
+An object of this class is a map-style dataset (`len` and indexing): forked data-loader workers reopen
+what they read (`archive.ClipTokens`), and it pickles by its sources' paths for spawned ones. At most
+`OPEN` archives are held open at a time, so a dataset of thousands of drives stays within the open-file
+limit. A damaged archive frame raises `BitstreamError` naming the file and frame; a token file holding a
+value of more bits than the model's raises `TokenFileError` naming the file and frame, rather than
+handing an embedding table an index past its end.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from compressor.errors import ModelMismatchError
+from compressor.tokens import TokenFileError, check_token_range, read_token_file
+
+OPEN = 16  # archives held open at once, per process
+SUFFIXES = (".bin", ".npy")
+
+
+def expand_sources(sources) -> list[str]:
+    """Paths and folders -> absolute paths of archives and token files (a folder's, sorted, at any depth)."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    out = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(str(f.resolve()) for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+            if not found:
+                raise TokenFileError(f"folder {p} holds no clip archives (.bin) or token files (.npy)")
+            out += found
+        elif p.is_file():
+            out.append(str(p.resolve()))
+        else:
+            raise TokenFileError(f"token source not found: {p}")
+    if not out:
+        raise ValueError("token_windows needs at least one clip archive or token file")
+    return out
+
+
+class TokenWindows:
+    """Windows of `length` frames `every` frames apart, starting every `stride` frames, in each source."""
+
+    def __init__(self, sources, length: int, *, stride: int | None = None, every: int = 1, model=None):
+        for name, v in (("length", length), ("stride", length if stride is None else stride), ("every", every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a whole number of frames, at least 1; got {v!r}")
+        self.length, self.stride, self.every = int(length), int(length if stride is None else stride), int(every)
+        self.span = (self.length - 1) * self.every + 1  # frames a window covers in its source
+        self._model = model
+        self.paths = expand_sources(sources)
+        self._codec = None
+        frames, rates = [], []
+        for path in self.paths:
+            n, codec, grid, fps = self._describe(path)
+            if self._codec is None:
+                self._codec, self.grid = codec, grid
+            elif codec.model_id != self._codec.model_id:
+                raise ModelMismatchError(f"{path} holds tokens of model '{codec.name}' ({codec.model_id:04x}), "
+                                         f"{self.paths[0]} of '{self._codec.name}' ({self._codec.model_id:04x}): "
+                                         "one dataset takes one model's tokens")
+            elif grid != self.grid:
+                raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame, {self.paths[0]} "
+                                     f"{self.grid[0]}x{self.grid[1]}: one dataset takes one frame size")
+            frames.append(n)
+            rates.append(fps)
+        self.frames = np.array(frames, np.int64)  # (sources,)
+        counts = np.maximum(0, (self.frames - self.span) // self.stride + 1)  # (sources,)
+        if not counts.sum():
+            raise ValueError(f"no source holds a window of {self.span} frames (the longest holds {self.frames.max()})")
+        self._ends = np.cumsum(counts)  # (sources,): window i is in the first source whose end exceeds i
+        self.model_id, self.bits = self._codec.model_id, self._codec.model.latent_channels
+        fps = rates[0] if len(set(rates)) == 1 else None
+        self.fps = None if fps is None else fps / self.every  # of a window's frames; None when sources differ
+        self._reset()
+
+    def _describe(self, path: str):
+        """One source -> (frames, its codec, token grid, fps or None), its file closed again."""
+        from compressor.archive import ClipTokens, codec_for_id
+
+        if path.endswith(".npy"):
+            tokens, meta = read_token_file(path)
+            codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
+            return len(tokens), codec, tuple(tokens.shape[1:]), meta.get("fps")
+        with ClipTokens(path, self._model) as clip:
+            return len(clip), clip.codec, tuple(clip.shape[1:]), clip.fps
+
+    def _reset(self) -> None:
+        self._open: OrderedDict[int, object] = OrderedDict()  # source -> ClipTokens or memory-mapped tokens
+        self._pid = os.getpid()
+
+    def _source(self, k: int):
+        """Source k opened (an archive's `ClipTokens`, a token file's memory map), the least recent closed."""
+        from compressor.archive import ClipTokens
+
+        if self._pid != os.getpid():  # a forked worker: its parent's open archives stay the parent's
+            self._reset()
+        if k in self._open:
+            self._open.move_to_end(k)
+            return self._open[k]
+        path = self.paths[k]
+        source = read_token_file(path)[0] if path.endswith(".npy") else ClipTokens(path, self._model)
+        self._open[k] = source
+        if len(self._open) > OPEN:
+            _, old = self._open.popitem(last=False)
+            if isinstance(old, ClipTokens):
+                old.close()
+        return source
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def _where(self, index) -> tuple[int, int]:
+        """Window `index` -> (its source, the source frame it starts at)."""
+        if isinstance(index, bool) or not np.issubdtype(np.asarray(index).dtype, np.integer) or np.ndim(index):
+            raise TypeError(f"a window index is a whole number, not {index!r}")
+        i = int(index)
+        i += len(self) if i < 0 else 0
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {int(index)} is outside the {len(self)} windows")
+        k = int(np.searchsorted(self._ends, i, side="right"))
+        return k, (i - (int(self._ends[k - 1]) if k else 0)) * self.stride
+
+    def locate(self, index) -> tuple[str, int]:
+        """Window `index` -> (its source's path, the source frame it starts at)."""
+        k, first = self._where(index)
+        return self.paths[k], first
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Window `index` -> uint16 tokens (length, h, w)."""
+        k, first = self._where(index)
+        run = np.asarray(self._source(k)[first : first + self.span])[:: self.every]  # (length, h, w)
+        if self.paths[k].endswith(".npy"):  # an archive's tokens were range-checked when it was written
+            check_token_range(run, self.bits, f"token file {self.paths[k]}", first, self.every)
+        return np.array(run, np.uint16)  # a copy, never a view of a memory map
+
+    @property
+    def codec(self):
+        """The model whose tokens these are (loaded again in a process this dataset was pickled into)."""
+        if self._codec is None:
+            from compressor.archive import codec_for_id
+
+            self._codec = codec_for_id(self.model_id, self._model, "token windows")
+        return self._codec
+
+    def __repr__(self) -> str:
+        return (f"TokenWindows({len(self)} windows of {self.length} frames from {len(self.paths)} sources, "
+                f"stride {self.stride}, every {self.every}, model {self.model_id:04x})")
+
+    def __getstate__(self) -> dict:
+        from compressor.codec import Codec
+
+        if isinstance(self._model, Codec):
+            raise TypeError("TokenWindows made with a Codec does not pickle: give the model's name or path")
+        return {**self.__dict__, "_open": None, "_codec": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()

@@ -1,0 +1,117 @@
+"""`compressor.token_windows`: windows of tokens across clip archives and token files, as a data loader reads them."""
+import json
+import multiprocessing
+import pickle
+
+import numpy as np
+import pytest
+
+import compressor
+from compressor.tokens import TokenFileError, sidecar, sidecar_path
+
+
+def write_tokens(path, tokens, codec, fps=20.0):
+    """A token file with its sidecar, as `compressor tokens` writes them."""
+    np.save(path, tokens)
+    meta = sidecar(model_id=codec.model_id, model=codec.name, frame_size=(128, 256), grid=tokens.shape[1:],
+                   channels=14, frames=len(tokens), fps=fps, sources=[])
+    sidecar_path(path).write_text(json.dumps(meta))
+    return path
+
+
+def random_tokens(n, seed):
+    return np.random.default_rng(seed).integers(0, 1 << 14, (n, 8, 16), dtype=np.uint16)
+
+
+def test_windows_slice_each_source_and_never_span_two(tmp_path, tiny_ctx, tiny_ctx_path):
+    a, b, c = random_tokens(10, 0), random_tokens(3, 1), random_tokens(7, 2)
+    paths = [write_tokens(tmp_path / f"{k}.npy", t, tiny_ctx) for k, t in zip("abc", (a, b, c))]
+    w = compressor.token_windows(paths, length=4, stride=2, model=tiny_ctx_path)
+    # a: starts 0, 2, 4, 6; b (3 frames) none; c: starts 0, 2
+    assert len(w) == 6 and w.fps == 20.0
+    want = [a[0:4], a[2:6], a[4:8], a[6:10], c[0:4], c[2:6]]
+    for i, x in enumerate(want):
+        assert w[i].dtype == np.uint16 and np.array_equal(w[i], x)
+    assert w.locate(4) == (str(paths[2].resolve()), 0) and np.array_equal(w[-1], c[2:6])
+    assert np.array_equal(w[np.int64(3)], a[6:10])
+    every = compressor.token_windows(paths, length=3, every=3, model=tiny_ctx_path)  # span 7, stride 3
+    assert len(every) == 2 + 1 and every.fps == pytest.approx(20 / 3)
+    assert np.array_equal(every[1], a[3:10:3]) and np.array_equal(every[2], c[0:7:3])
+    for bad in (6, -7):
+        with pytest.raises(IndexError):
+            w[bad]
+    for bad in (1.0, True, "1"):
+        with pytest.raises(TypeError):
+            w[bad]
+    folder = compressor.token_windows(tmp_path, length=10, model=tiny_ctx_path)  # a folder: its files, sorted
+    assert len(folder) == 1 and np.array_equal(folder[0], a)
+
+
+def test_archives_give_the_windows_of_their_token_files(tmp_path, tiny_ctx, tiny_ctx_path):
+    """An archive coded from a token file reads back the same windows, in the parent and in forked and
+    spawned data-loader workers (each reopens what it reads)."""
+    import torch
+
+    from compressor.cli import compress_main
+
+    a, b = random_tokens(40, 3), random_tokens(25, 4)
+    for name, t in (("a", a), ("b", b)):
+        write_tokens(tmp_path / f"{name}.npy", t, tiny_ctx)
+        assert compress_main([str(tmp_path / f"{name}.npy"), str(tmp_path / f"{name}.bin"), "--model",
+                              str(tiny_ctx_path), "--keyframe-interval", "8", "-q"]) == 0
+    from_npy = compressor.token_windows([tmp_path / "a.npy", tmp_path / "b.npy"], 16, stride=5, model=str(tiny_ctx_path))
+    from_bin = compressor.token_windows([tmp_path / "a.bin", tmp_path / "b.bin"], 16, stride=5, model=str(tiny_ctx_path))
+    assert len(from_npy) == len(from_bin) == 5 + 2
+    want = np.stack([from_npy[i] for i in range(len(from_npy))])
+    assert np.array_equal(np.stack([from_bin[i] for i in range(len(from_bin))]), want)
+    loader = torch.utils.data.DataLoader(from_bin, batch_size=3, num_workers=2,
+                                         multiprocessing_context=multiprocessing.get_context("fork"))
+    assert np.array_equal(torch.cat(list(loader)).numpy(), want)
+    again = pickle.loads(pickle.dumps(from_bin))
+    assert np.array_equal(again[6], want[6]) and again.codec.model_id == tiny_ctx.model_id
+    assert "7 windows of 16 frames from 2 sources" in repr(again)
+
+
+def test_many_archives_stay_within_the_open_limit(tmp_path, tiny_ctx, tiny_ctx_path, monkeypatch):
+    from compressor import windows
+    from compressor.cli import compress_main
+
+    monkeypatch.setattr(windows, "OPEN", 2)
+    tokens = [random_tokens(4, 10 + k) for k in range(5)]
+    for k, t in enumerate(tokens):
+        write_tokens(tmp_path / f"{k}.npy", t, tiny_ctx)
+        assert compress_main([str(tmp_path / f"{k}.npy"), str(tmp_path / f"{k}.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    w = compressor.token_windows(sorted(tmp_path.glob("*.bin")), 4, model=tiny_ctx_path)
+    for k in (0, 1, 2, 3, 4, 0, 4):
+        assert np.array_equal(w[k], tokens[k])
+        assert len(w._open) <= 2
+
+
+def test_sources_that_do_not_belong_together_are_refused(tmp_path, tiny_ctx, tiny_ctx_path, other_path):
+    good = write_tokens(tmp_path / "good.npy", random_tokens(8, 5), tiny_ctx)
+    other = write_tokens(tmp_path / "other.npy", random_tokens(8, 6), compressor.load(other_path))
+    with pytest.raises(compressor.ModelMismatchError, match="not by 'tiny-ctx'"):
+        compressor.token_windows([good, other], 4, model=tiny_ctx_path)
+    shipped = [write_tokens(tmp_path / f"{name}.npy", random_tokens(8, 6), compressor.load(name))
+               for name in ("vit.default", "cvit.equal-budget")]
+    with pytest.raises(compressor.ModelMismatchError, match="one dataset takes one model's tokens"):
+        compressor.token_windows(shipped, 4)
+    small = write_tokens(tmp_path / "small.npy", random_tokens(8, 7)[:, :4], tiny_ctx)
+    with pytest.raises(TokenFileError, match="one frame size"):
+        compressor.token_windows([good, small], 4, model=tiny_ctx_path)
+    with pytest.raises(ValueError, match="no source holds a window of 9 frames"):
+        compressor.token_windows([good], 9, model=tiny_ctx_path)
+    for kwargs in ({"length": 0}, {"length": 4, "stride": 0}, {"length": 4, "every": 1.5}, {"length": True}):
+        with pytest.raises(ValueError, match="whole number of frames"):
+            compressor.token_windows([good], **kwargs, model=tiny_ctx_path)
+    with pytest.raises(TokenFileError, match="not found"):
+        compressor.token_windows([tmp_path / "nope.npy"], 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TokenFileError, match="holds no clip archives"):
+        compressor.token_windows(tmp_path / "empty", 4)
+    wide = random_tokens(8, 8)
+    wide[5, 2, 3] = 1 << 15  # a value past the model's 14 bits: refused when read, naming the frame
+    w = compressor.token_windows([write_tokens(tmp_path / "wide.npy", wide, tiny_ctx)], 2, model=tiny_ctx_path)
+    assert np.array_equal(w[0], wide[:2])
+    with pytest.raises(TokenFileError, match=r"wide.npy: frame 5 holds 32768, more than 14 bits"):
+        w[2]
