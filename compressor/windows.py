@@ -42,7 +42,7 @@ def expand_sources(sources) -> list[str]:
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            found = sorted(str(f.resolve()) for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+            found = sorted(str(f.resolve()) for f in p.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
             if not found:
                 raise TokenFileError(f"folder {p} holds no clip archives (.bin) or token files (.npy)")
             out += found
@@ -53,6 +53,11 @@ def expand_sources(sources) -> list[str]:
     if not out:
         raise ValueError("token_windows needs at least one clip archive or token file")
     return out
+
+
+def _is_token_file(path: str) -> bool:
+    """A token file (.npy, with its sidecar), else a clip archive."""
+    return path.lower().endswith(".npy")
 
 
 class TokenWindows:
@@ -95,7 +100,7 @@ class TokenWindows:
         """One source -> (frames, its codec, token grid, fps or None), its file closed again."""
         from compressor.archive import ClipTokens, codec_for_id
 
-        if path.endswith(".npy"):
+        if _is_token_file(path):
             tokens, meta = read_token_file(path)
             codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
             return len(tokens), codec, tuple(tokens.shape[1:]), meta.get("fps")
@@ -116,7 +121,7 @@ class TokenWindows:
             self._open.move_to_end(k)
             return self._open[k]
         path = self.paths[k]
-        source = read_token_file(path)[0] if path.endswith(".npy") else ClipTokens(path, self._model)
+        source = read_token_file(path)[0] if _is_token_file(path) else ClipTokens(path, self._model)
         self._open[k] = source
         if len(self._open) > OPEN:
             _, old = self._open.popitem(last=False)
@@ -147,7 +152,7 @@ class TokenWindows:
         """Window `index` -> uint16 tokens (length, h, w)."""
         k, first = self._where(index)
         run = np.asarray(self._source(k)[first : first + self.span])[:: self.every]  # (length, h, w)
-        if self.paths[k].endswith(".npy"):  # an archive's tokens were range-checked when it was written
+        if _is_token_file(self.paths[k]):  # an archive's tokens were range-checked when it was written
             check_token_range(run, self.bits, f"token file {self.paths[k]}", first, self.every)
         return np.array(run, np.uint16)  # a copy, never a view of a memory map
 
