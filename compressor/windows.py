@@ -74,16 +74,17 @@ class TokenWindows:
         self._codec = None
         frames, rates = [], []
         for path in self.paths:
-            n, codec, grid, fps = self._describe(path)
+            n, codec, size, grid, fps = self._describe(path)
             if self._codec is None:
-                self._codec, self.grid = codec, grid
+                self._codec, self.frame_size, self.grid = codec, size, grid
             elif codec.model_id != self._codec.model_id:
                 raise ModelMismatchError(f"{path} holds tokens of model '{codec.name}' ({codec.model_id:04x}), "
                                          f"{self.paths[0]} of '{self._codec.name}' ({self._codec.model_id:04x}): "
                                          "one dataset takes one model's tokens")
-            elif grid != self.grid:
-                raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame, {self.paths[0]} "
-                                     f"{self.grid[0]}x{self.grid[1]}: one dataset takes one frame size")
+            elif (size, grid) != (self.frame_size, self.grid):
+                raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens of {size[0]}x{size[1]} frames, "
+                                     f"{self.paths[0]} {self.grid[0]}x{self.grid[1]} of {self.frame_size[0]}x"
+                                     f"{self.frame_size[1]}: one dataset takes one frame size")
             frames.append(n)
             rates.append(fps)
         self.frames = np.array(frames, np.int64)  # (sources,)
@@ -97,15 +98,15 @@ class TokenWindows:
         self._reset()
 
     def _describe(self, path: str):
-        """One source -> (frames, its codec, token grid, fps or None), its file closed again."""
+        """One source -> (frames, its codec, frame size, token grid, fps or None), its file closed again."""
         from compressor.archive import ClipTokens, codec_for_id
 
         if _is_token_file(path):
             tokens, meta = read_token_file(path)
             codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
-            return len(tokens), codec, tuple(tokens.shape[1:]), meta.get("fps")
+            return len(tokens), codec, tuple(meta["frame_size"]), tuple(tokens.shape[1:]), meta.get("fps")
         with ClipTokens(path, self._model) as clip:
-            return len(clip), clip.codec, tuple(clip.shape[1:]), clip.fps
+            return len(clip), clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
 
     def _reset(self) -> None:
         self._open: OrderedDict[int, object] = OrderedDict()  # source -> ClipTokens or memory-mapped tokens

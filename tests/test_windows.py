@@ -10,10 +10,10 @@ import compressor
 from compressor.tokens import TokenFileError, sidecar, sidecar_path
 
 
-def write_tokens(path, tokens, codec, fps=20.0):
+def write_tokens(path, tokens, codec, fps=20.0, size=(128, 256)):
     """A token file with its sidecar, as `compressor tokens` writes them."""
     np.save(path, tokens)
-    meta = sidecar(model_id=codec.model_id, model=codec.name, frame_size=(128, 256), grid=tokens.shape[1:],
+    meta = sidecar(model_id=codec.model_id, model=codec.name, frame_size=size, grid=tokens.shape[1:],
                    channels=14, frames=len(tokens), fps=fps, sources=[])
     sidecar_path(path).write_text(json.dumps(meta))
     return path
@@ -96,9 +96,11 @@ def test_sources_that_do_not_belong_together_are_refused(tmp_path, tiny_ctx, tin
                for name in ("vit.default", "cvit.equal-budget")]
     with pytest.raises(compressor.ModelMismatchError, match="one dataset takes one model's tokens"):
         compressor.token_windows(shipped, 4)
-    small = write_tokens(tmp_path / "small.npy", random_tokens(8, 7)[:, :4], tiny_ctx)
-    with pytest.raises(TokenFileError, match="one frame size"):
-        compressor.token_windows([good, small], 4, model=tiny_ctx_path)
+    small = write_tokens(tmp_path / "small.npy", random_tokens(8, 7)[:, :4], tiny_ctx, size=(64, 256))
+    cropped = write_tokens(tmp_path / "cropped.npy", random_tokens(8, 7), tiny_ctx, size=(120, 256))  # one grid
+    for odd in (small, cropped):
+        with pytest.raises(TokenFileError, match=f"{odd.name} holds .* frames, .*one dataset takes one frame size"):
+            compressor.token_windows([good, odd], 4, model=tiny_ctx_path)
     with pytest.raises(ValueError, match="no source holds a window of 9 frames"):
         compressor.token_windows([good], 9, model=tiny_ctx_path)
     for kwargs in ({"length": 0}, {"length": 4, "stride": 0}, {"length": 4, "every": 1.5}, {"length": True}):
