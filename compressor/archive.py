@@ -107,9 +107,10 @@ class ClipTokens:
         stop = len(self) if stop is None else stop
         if not 0 <= start <= stop <= len(self):
             raise IndexError(f"frames {start}:{stop} are not a range of the clip's {len(self)} frames")
+        reader = self._open_reader()  # a closed clip says so, even for an empty range
         if start == stop:
             return iter(())
-        return clip_symbols(self._open_reader(), self.codec._cdf, self.shape, self._tables, self._net, start, stop)
+        return clip_symbols(reader, self.codec._cdf, self.shape, self._tables, self._net, start, stop)
 
     def token_runs(self, start: int = 0, stop: int | None = None):
         """Frames start..stop-1 -> uint16 tokens in runs of up to `clip_coding.RUN` frames (b, h, w), in

@@ -279,8 +279,9 @@ def test_open_clip_in_workers_and_its_edges(tmp_path, tiny_ctx, tiny_ctx_path, f
     assert np.array_equal(again[3:9], want[3:9]) and "24 frames" in repr(again)
     assert clip[10:5].shape == (0, 8, 16) and clip[30:40].shape == (0, 8, 16)
     clip.close()
-    with pytest.raises(ValueError, match="closed"):
-        clip[0]
+    for read in (lambda: clip[0], lambda: clip[3:3]):
+        with pytest.raises(ValueError, match="closed"):
+            read()
     with pytest.raises(compressor.BitstreamError, match="not found"):
         compressor.open_clip(tmp_path / "nope.bin")
     from PIL import Image
