@@ -31,9 +31,9 @@ from compressor.context_fit import load_frames, select_files
 from compressor.layers import TransformerBlock, init_transformer_weights
 from compressor.training.data import find_images
 
-from probe_args import data_parser, eval_frames  # this folder's shared probe arguments
+from probe_args import eval_frames  # this folder's shared probe arguments
 from snap_probe import latent  # this folder's sibling probes
-from surprise_probe import decoder_input, fine_tune, score
+from surprise_probe import decoder_input, fine_tune, fine_tune_parser, score
 
 
 class Extra(nn.Module):
@@ -54,19 +54,14 @@ def deepened(decoder: nn.Module, blocks: int, where: str) -> nn.Module:
     """A copy of the decoder with `blocks` identity-initialised blocks after its main or refine stage."""
     decoder = copy.deepcopy(decoder).float()
     stage = decoder.blocks if where == "main" else decoder.refine
-    dim, heads = (decoder.dim, stage[0].attn.heads) if where == "main" else (decoder.refine_dim, stage[0].attn.heads)
+    dim = decoder.dim if where == "main" else decoder.refine_dim
     for _ in range(blocks):
-        stage.append(Extra(dim, heads))
+        stage.append(Extra(dim, stage[0].attn.heads))
     return decoder
 
 
 def main() -> None:
-    ap = data_parser()
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--frames", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--extra-lr", type=float, default=1e-4)
+    ap = fine_tune_parser(extra_lr=1e-4)
     ap.add_argument("--blocks", type=int, default=2)
     ap.add_argument("--where", choices=("main", "refine"), default="main")
     ap.add_argument("--no-control", action="store_true", help="the deepened arm only")

@@ -109,14 +109,19 @@ def score(decoder, frames: np.ndarray, inputs: torch.Tensor) -> float:
     return float(np.mean([psnr(a, d) for a, d in zip(frames, decoded)]))
 
 
-def main() -> None:
+def fine_tune_parser(extra_lr: float):
+    """The data arguments, and the fine-tune's: steps, training frames, batch, learning rates."""
     ap = data_parser()
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--extra-lr", type=float, default=3e-4)
-    args = ap.parse_args()
+    ap.add_argument("--extra-lr", type=float, default=extra_lr, help="the new parameters' learning rate")
+    return ap
+
+
+def main() -> None:
+    args = fine_tune_parser(extra_lr=3e-4).parse_args()
     torch.manual_seed(0)
     codec = compressor.load(args.model)
     net, c = codec._net, codec.snap
