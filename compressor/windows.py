@@ -1,14 +1,15 @@
 """Windows of consecutive frames' tokens across many drives: the dataset a world model trains on.
 
     windows = compressor.token_windows(["drives/", "extra.npy"], length=16, stride=8)
-    len(windows)            # windows in all the sources together; none spans two sources
+    len(windows)            # windows in all the sources together; none spans two sources or two videos
     windows[i]              # uint16 tokens (16, 8, 16), bit k of a token = latent channel k
     windows.locate(i)       # (source path, its first frame)
     loader = torch.utils.data.DataLoader(windows, batch_size=64, shuffle=True, num_workers=4)
 
 Sources are clip archives (`compress drive.mp4 drive.bin`: a window costs its records' entropy decoding,
 about a millisecond a frame, and no network) and token files (`compressor tokens ... --out t.npy`, read
-memory-mapped); a folder stands for the archives and token files under it. They must all hold one
+memory-mapped; a window stays inside one of the videos its sidecar lists); a folder stands for the
+archives and token files under it. They must all hold one
 model's tokens on one token grid, so that a token means the same everywhere. `every=2` takes every
 second frame (a 20 fps drive read at 10 fps).
 
@@ -60,8 +61,19 @@ def _is_token_file(path: str) -> bool:
     return path.lower().endswith(".npy")
 
 
+def _runs(meta: dict, frames: int, path: str) -> list[int]:
+    """A token file's runs of one source each, from its sidecar's `sources` (one run when it names none)."""
+    counts = [s.get("frames") if isinstance(s, dict) else None for s in meta.get("sources") or []]
+    if not counts:
+        return [frames]
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts) or sum(counts) != frames:
+        raise TokenFileError(f"the sidecar of {path} lists sources that do not add up to its {frames} frames")
+    return [n for n in counts if n]
+
+
 class TokenWindows:
-    """Windows of `length` frames `every` frames apart, starting every `stride` frames, in each source."""
+    """Windows of `length` frames `every` frames apart, starting every `stride` frames, in each run of one
+    source (an archive, or a video or folder within a token file)."""
 
     def __init__(self, sources, length: int, *, stride: int | None = None, every: int = 1, model=None):
         for name, v in (("length", length), ("stride", length if stride is None else stride), ("every", every)):
@@ -72,9 +84,9 @@ class TokenWindows:
         self._model = model
         self.paths = expand_sources(sources)
         self._codec = None
-        frames, rates = [], []
-        for path in self.paths:
-            n, codec, size, grid, fps = self._describe(path)
+        segments, rates = [], []  # (source, first frame, frames): the runs of one video a window stays in
+        for k, path in enumerate(self.paths):
+            runs, codec, size, grid, fps = self._describe(path)
             if self._codec is None:
                 self._codec, self.frame_size, self.grid = codec, size, grid
             elif codec.model_id != self._codec.model_id:
@@ -85,28 +97,31 @@ class TokenWindows:
                 raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens of {size[0]}x{size[1]} frames, "
                                      f"{self.paths[0]} {self.grid[0]}x{self.grid[1]} of {self.frame_size[0]}x"
                                      f"{self.frame_size[1]}: one dataset takes one frame size")
-            frames.append(n)
+            segments += [(k, first, n) for first, n in zip(np.cumsum([0] + runs[:-1]), runs)]
             rates.append(fps)
-        self.frames = np.array(frames, np.int64)  # (sources,)
-        counts = np.maximum(0, (self.frames - self.span) // self.stride + 1)  # (sources,)
+        self._segments = np.array(segments, np.int64).reshape(-1, 3)  # (segments, 3)
+        counts = np.maximum(0, (self._segments[:, 2] - self.span) // self.stride + 1)  # (segments,)
         if not counts.sum():
-            raise ValueError(f"no source holds a window of {self.span} frames (the longest holds {self.frames.max()})")
-        self._ends = np.cumsum(counts)  # (sources,): window i is in the first source whose end exceeds i
+            raise ValueError(f"no source holds a window of {self.span} frames (the longest run of one video "
+                             f"holds {self._segments[:, 2].max()})")
+        self._ends = np.cumsum(counts)  # (segments,): window i is in the first segment whose end exceeds i
         self.model_id, self.bits = self._codec.model_id, self._codec.model.latent_channels
         fps = rates[0] if len(set(rates)) == 1 else None
         self.fps = None if fps is None else fps / self.every  # of a window's frames; None when sources differ
         self._reset()
 
     def _describe(self, path: str):
-        """One source -> (frames, its codec, frame size, token grid, fps or None), its file closed again."""
+        """One source -> (the frame counts of its runs, its codec, frame size, token grid, fps or None), its
+        file closed again. A token file's runs are its sidecar's sources (`compressor tokens a.mp4 b.mp4`
+        writes both videos into one file, and a window must not run from one into the other)."""
         from compressor.archive import ClipTokens, codec_for_id
 
         if _is_token_file(path):
             tokens, meta = read_token_file(path)
             codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
-            return len(tokens), codec, tuple(meta["frame_size"]), tuple(tokens.shape[1:]), meta.get("fps")
+            return _runs(meta, len(tokens), path), codec, tuple(meta["frame_size"]), tuple(tokens.shape[1:]), meta.get("fps")
         with ClipTokens(path, self._model) as clip:
-            return len(clip), clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
+            return [len(clip)], clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
 
     def _reset(self) -> None:
         self._open: OrderedDict[int, object] = OrderedDict()  # source -> ClipTokens or memory-mapped tokens
@@ -141,8 +156,9 @@ class TokenWindows:
         i += len(self) if i < 0 else 0
         if not 0 <= i < len(self):
             raise IndexError(f"window {int(index)} is outside the {len(self)} windows")
-        k = int(np.searchsorted(self._ends, i, side="right"))
-        return k, (i - (int(self._ends[k - 1]) if k else 0)) * self.stride
+        j = int(np.searchsorted(self._ends, i, side="right"))
+        source, first, _ = (int(v) for v in self._segments[j])
+        return source, first + (i - (int(self._ends[j - 1]) if j else 0)) * self.stride
 
     def locate(self, index) -> tuple[str, int]:
         """Window `index` -> (its source's path, the source frame it starts at)."""

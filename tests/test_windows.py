@@ -117,3 +117,23 @@ def test_sources_that_do_not_belong_together_are_refused(tmp_path, tiny_ctx, tin
     assert np.array_equal(w[0], wide[:2])
     with pytest.raises(TokenFileError, match=r"wide.npy: frame 5 holds 32768, more than 14 bits"):
         w[2]
+
+
+def test_windows_stay_inside_each_video_of_one_token_file(tmp_path, tiny, tiny_path):
+    """`compressor tokens a.mp4 b.mp4` writes both videos into one file; its sidecar's sources keep a
+    window from running out of one into the other."""
+    from compressor.cli import compressor_main
+    from tests.test_tokens import make_clip
+
+    videos = [make_clip(tmp_path / "a.mp4", frames=6), make_clip(tmp_path / "b.mp4", frames=5, motion=3)]
+    out = tmp_path / "t.npy"
+    assert compressor_main(["tokens", *map(str, videos), "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
+    tokens = np.load(out)
+    w = compressor.token_windows([out], 4, stride=1, model=tiny_path)
+    assert len(w) == 3 + 2 and [w.locate(i)[1] for i in range(5)] == [0, 1, 2, 6, 7]
+    assert all(np.array_equal(w[i], tokens[f : f + 4]) for i, f in enumerate([0, 1, 2, 6, 7]))
+    meta = json.loads(sidecar_path(out).read_text())
+    meta["sources"][1]["frames"] = 4  # 6 + 4 is not the 11 frames the array holds
+    sidecar_path(out).write_text(json.dumps(meta))
+    with pytest.raises(TokenFileError, match="do not add up to its 11 frames"):
+        compressor.token_windows([out], 4, model=tiny_path)
