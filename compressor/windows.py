@@ -9,9 +9,8 @@
 Sources are clip archives (`compress drive.mp4 drive.bin`: a window costs its records' entropy decoding,
 about a millisecond a frame, and no network) and token files (`compressor tokens ... --out t.npy`, read
 memory-mapped; a window stays inside one of the videos its sidecar lists); a folder stands for the
-archives and token files under it. They must all hold one
-model's tokens on one token grid, so that a token means the same everywhere. `every=2` takes every
-second frame (a 20 fps drive read at 10 fps).
+archives and token files under it. They must all hold one model's tokens on one token grid, so that a
+token means the same everywhere. `every=2` takes every second frame (a 20 fps drive read at 10 fps).
 
 An object of this class is a map-style dataset (`len` and indexing): forked data-loader workers reopen
 what they read (`archive.ClipTokens`), and it pickles by its sources' paths for spawned ones. At most
@@ -102,8 +101,9 @@ class TokenWindows:
         self._segments = np.array(segments, np.int64).reshape(-1, 3)  # (segments, 3)
         counts = np.maximum(0, (self._segments[:, 2] - self.span) // self.stride + 1)  # (segments,)
         if not counts.sum():
+            longest = int(self._segments[:, 2].max()) if len(self._segments) else 0
             raise ValueError(f"no source holds a window of {self.span} frames (the longest run of one video "
-                             f"holds {self._segments[:, 2].max()})")
+                             f"holds {longest})")
         self._ends = np.cumsum(counts)  # (segments,): window i is in the first segment whose end exceeds i
         self.model_id, self.bits = self._codec.model_id, self._codec.model.latent_channels
         fps = rates[0] if len(set(rates)) == 1 else None
