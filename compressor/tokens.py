@@ -23,6 +23,7 @@ from compressor.errors import CompressorError
 SIDECAR_FORMAT = "compressor-tokens"
 SIDECAR_VERSION = 1
 MAX_FPS = 1000.0  # a frame rate video writers and the clip header hold
+MIN_FPS = 0.001  # the clip header counts thousandths of a frame a second: less would read back as no rate
 
 
 class TokenFileError(CompressorError):
@@ -128,8 +129,8 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, dict]:
     if meta.get("frames") not in (None, tokens.shape[0]):
         raise TokenFileError(f"{path} holds {tokens.shape[0]} frames but its sidecar says {meta['frames']}")
     fps = meta.get("fps")
-    if fps is not None and (isinstance(fps, bool) or not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS)):
-        raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number above 0 and at most {MAX_FPS:g}, or null")
+    if fps is not None and (isinstance(fps, bool) or not (isinstance(fps, (int, float)) and MIN_FPS <= fps <= MAX_FPS)):
+        raise TokenFileError(f"{meta_path} gives fps {fps!r}; it must be a number from {MIN_FPS:g} to {MAX_FPS:g}, or null")
     return tokens, meta
 
 

@@ -318,7 +318,8 @@ def test_a_bin_frame_that_fails_among_many_is_named():
                                                 ("frame_size", [128.9, 256.7], "whole numbers"),
                                                 ("frame_size", ["128", "256"], "whole numbers"),
                                                 ("frame_size", [128, 256, 3], "two whole"), ("fps", True, "fps"),
-                                                ("fps", 1e300, "at most"), ("frames", "2", "whole number")])
+                                                ("fps", 1e300, "from 0.001 to 1000"), ("fps", 1e-9, "from 0.001"),
+                                                ("frames", "2", "whole number")])
 def test_a_sidecar_with_bad_fields_is_refused(tmp_path, field, value, says):
     from compressor.tokens import read_token_file
 
@@ -463,10 +464,11 @@ def test_cli_frames_folder_follows_the_umask_and_fps_is_checked(tmp_path, tiny_p
 
     Image.fromarray(frame).save(tmp_path / "a.png")
     out = tmp_path / "t.npy"
-    for fps in ("inf", "nan", "0", "-5"):  # argparse refuses them: status 2, one line, no file
+    for fps, says in (("inf", "above 0"), ("nan", "above 0"), ("0", "above 0"), ("-5", "above 0"),
+                      ("1e-9", "from 0.001 to 1000"), ("1001", "from 0.001 to 1000")):  # status 2, one line, no file
         with pytest.raises(SystemExit) as e:
             compressor_main(["tokens", str(tmp_path / "a.png"), "--out", str(out), "--fps", fps])
-        assert e.value.code == 2 and "above 0" in capsys.readouterr().err and not out.exists()
+        assert e.value.code == 2 and says in capsys.readouterr().err and not out.exists()
     assert compressor_main(["tokens", str(tmp_path / "a.png"), "--out", str(out), "--model", str(tiny_path), "-q"]) == 0
     old = os.umask(0o022)
     try:

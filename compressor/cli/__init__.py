@@ -57,12 +57,12 @@ def _above_zero(text: str) -> float:
 
 
 def _fps(text: str) -> float:
-    """A frame rate: above 0 and at most what video writers and the clip header hold (`tokens.MAX_FPS`)."""
-    from compressor.tokens import MAX_FPS
+    """A frame rate: above 0, and within what video writers and the clip header hold (`tokens.MIN_FPS`, `MAX_FPS`)."""
+    from compressor.tokens import MAX_FPS, MIN_FPS
 
     x = _above_zero(text)
-    if x > MAX_FPS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_FPS:g} frames a second, not {text}")
+    if not MIN_FPS <= x <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_FPS:g} to {MAX_FPS:g} frames a second, not {text}")
     return x
 
 
