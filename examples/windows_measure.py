@@ -1,12 +1,12 @@
-"""Measure how fast `compressor.token_windows` feeds a world model: shuffled windows through a DataLoader.
+"""Measure how fast `compressor.token_windows` feeds a world model: random windows through a DataLoader.
 
     python examples/driving_clip.py --frames 1200 --fps 20 --out /tmp/drive1200.mp4
     compress /tmp/drive1200.mp4 /tmp/d1200.bin
     python examples/windows_measure.py /tmp/d1200.bin --length 16 --workers 0 2
 
-Each run draws `--batches` batches of `--batch` windows at random places (after one warm-up batch) and prints
-windows and frames a second, with the peak resident memory of this process. Sources
-are clip archives, token files or folders of them, as `compressor.token_windows` takes them.
+Each run draws `--batches` batches of `--batch` windows at random places (after one warm-up batch) and
+prints windows and frames a second, with the peak resident memory of this process. Sources are clip
+archives, token files or folders of them, as `compressor.token_windows` takes them.
 """
 from __future__ import annotations
 
