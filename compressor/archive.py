@@ -110,7 +110,17 @@ class ClipTokens:
         reader = self._open_reader()  # a closed clip says so, even for an empty range
         if start == stop:
             return iter(())
-        return clip_symbols(reader, self.codec._cdf, self.shape, self._tables, self._net, start, stop)
+        return self._until_closed(clip_symbols(reader, self.codec._cdf, self.shape, self._tables, self._net, start, stop))
+
+    def _until_closed(self, frames):
+        """The frames of a generator that reads this clip; closing the clip part-way ends it with the same
+        error as reading a closed clip (not the file's "seek of closed file")."""
+        try:
+            yield from frames
+        except ValueError:
+            if self._file is None:
+                raise ValueError(f"clip {self.path} is closed") from None
+            raise
 
     def token_runs(self, start: int = 0, stop: int | None = None):
         """Frames start..stop-1 -> uint16 tokens in runs of up to `clip_coding.RUN` frames (b, h, w), in

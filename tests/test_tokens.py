@@ -282,6 +282,11 @@ def test_open_clip_in_workers_and_its_edges(tmp_path, tiny_ctx, tiny_ctx_path, f
     for read in (lambda: clip[0], lambda: clip[3:3]):
         with pytest.raises(ValueError, match="closed"):
             read()
+    clip = compressor.open_clip(archive, model=str(tiny_ctx_path))
+    frames = clip.symbols(0, 24)
+    clip.close()  # before the generator reads: it says the clip is closed
+    with pytest.raises(ValueError, match=r"clip .*clip\.bin is closed"):
+        list(frames)
     with pytest.raises(compressor.BitstreamError, match="not found"):
         compressor.open_clip(tmp_path / "nope.bin")
     from PIL import Image
