@@ -9,8 +9,8 @@
 Sources are clip archives (`compress drive.mp4 drive.bin`: a window costs its records' entropy decoding,
 about a millisecond a frame, and no network) and token files (`compressor tokens ... --out t.npy`, read
 memory-mapped; a window stays inside one of the videos its sidecar lists); a folder stands for the
-archives and token files under it. They must all hold one model's tokens on one token grid, so that a
-token means the same everywhere. `every=2` takes every second frame (a 20 fps drive read at 10 fps).
+archives and token files under it. They must all hold one model's tokens of one frame size, so that a
+token means the same everywhere, and no file may be read twice. `every=2` takes every second frame (a 20 fps drive read at 10 fps).
 
 An object of this class is a map-style dataset (`len` and indexing): forked data-loader workers reopen
 what they read (`archive.ClipTokens`), and it pickles by its sources' paths for spawned ones. At most
@@ -32,27 +32,49 @@ from compressor.tokens import TokenFileError, check_token_range, read_token_file
 
 OPEN = 16  # archives held open at once, per process
 SUFFIXES = (".bin", ".npy")
+MAX_FRAMES = 10**9  # bounds length, stride and every, so window arithmetic stays in int64
 
 
 def expand_sources(sources) -> list[str]:
-    """Paths and folders -> absolute paths of archives and token files (a folder's, sorted, at any depth)."""
+    """Paths and folders -> absolute paths of archives and token files (a folder's, sorted, at any depth),
+    as named (a link keeps its own name); a file reached twice is refused, since its windows would count twice."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    if not isinstance(sources, (list, tuple)) or not all(isinstance(s, (str, os.PathLike)) for s in sources):
+        raise TypeError(f"token_windows takes a path, or a list of paths, of archives, token files and folders; "
+                        f"got {sources!r:.80}")
     out = []
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            found = sorted(str(f.resolve()) for f in p.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
+            found = sorted(str(f.absolute()) for f in p.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
             if not found:
                 raise TokenFileError(f"folder {p} holds no clip archives (.bin) or token files (.npy)")
             out += found
         elif p.is_file():
-            out.append(str(p.resolve()))
+            out.append(str(p.absolute()))
         else:
             raise TokenFileError(f"token source not found: {p}")
     if not out:
         raise ValueError("token_windows needs at least one clip archive or token file")
+    seen: dict[str, str] = {}
+    for path in out:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise TokenFileError(f"{path} is {seen[real]} again: each source once, or its windows count twice")
+        seen[real] = path
     return out
+
+
+def _same_drive(path: str, meta: dict, paths: list[str]) -> None:
+    """TokenFileError when a token file was made from an archive beside it that the dataset also reads
+    (`compressor tokens drive.bin --out drive.npy` in the folder of drive.bin): the drive would count twice."""
+    folder = os.path.dirname(path)
+    for source in meta.get("sources") or []:
+        name = source.get("file") if isinstance(source, dict) else None
+        twin = os.path.join(folder, name) if isinstance(name, str) and name.lower().endswith(".bin") else None
+        if twin in paths:
+            raise TokenFileError(f"{path} holds the tokens of {twin}, which is read too: pass one of them")
 
 
 def _is_token_file(path: str) -> bool:
@@ -76,8 +98,8 @@ class TokenWindows:
 
     def __init__(self, sources, length: int, *, stride: int | None = None, every: int = 1, model=None):
         for name, v in (("length", length), ("stride", length if stride is None else stride), ("every", every)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a whole number of frames, at least 1; got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_FRAMES:
+                raise ValueError(f"{name} must be a whole number of frames from 1 to {MAX_FRAMES:,}; got {v!r}")
         self.length, self.stride, self.every = int(length), int(length if stride is None else stride), int(every)
         self.span = (self.length - 1) * self.every + 1  # frames a window covers in its source
         self._model = model
@@ -118,7 +140,13 @@ class TokenWindows:
 
         if _is_token_file(path):
             tokens, meta = read_token_file(path)
+            _same_drive(path, meta, self.paths)
             codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
+            size, grid = tuple(meta["frame_size"]), tuple(tokens.shape[1:])
+            if grid != tuple(codec.model.latent_grid(*size)):
+                want = codec.model.latent_grid(*size)
+                raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame; its {size[0]}x{size[1]} "
+                                     f"frames make {want[0]}x{want[1]}")
             return _runs(meta, len(tokens), path), codec, tuple(meta["frame_size"]), tuple(tokens.shape[1:]), meta.get("fps")
         with ClipTokens(path, self._model) as clip:
             return [len(clip)], clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
@@ -150,7 +178,8 @@ class TokenWindows:
 
     def _where(self, index) -> tuple[int, int]:
         """Window `index` -> (its source, the source frame it starts at)."""
-        if isinstance(index, bool) or not np.issubdtype(np.asarray(index).dtype, np.integer) or np.ndim(index):
+        whole = isinstance(index, int) or (np.ndim(index) == 0 and np.issubdtype(np.asarray(index).dtype, np.integer))
+        if isinstance(index, bool) or not whole:  # a Python int of any size: past the end is an IndexError
             raise TypeError(f"a window index is a whole number, not {index!r}")
         i = int(index)
         i += len(self) if i < 0 else 0

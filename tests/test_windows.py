@@ -48,8 +48,8 @@ def test_windows_slice_each_source_and_never_span_two(tmp_path, tiny_ctx, tiny_c
 
 
 def test_archives_give_the_windows_of_their_token_files(tmp_path, tiny_ctx, tiny_ctx_path):
-    """An archive coded from a token file reads back the same windows, in the parent and in forked and
-    spawned data-loader workers (each reopens what it reads)."""
+    """An archive coded from a token file reads back the same windows, in the parent, in forked data-loader
+    workers (each reopens what it reads) and after a pickle round trip (as spawned workers receive it)."""
     import torch
 
     from compressor.cli import compress_main
@@ -137,3 +137,36 @@ def test_windows_stay_inside_each_video_of_one_token_file(tmp_path, tiny, tiny_p
     sidecar_path(out).write_text(json.dumps(meta))
     with pytest.raises(TokenFileError, match="do not add up to its 11 frames"):
         compressor.token_windows([out], 4, model=tiny_path)
+
+
+def test_a_drive_read_twice_and_other_odd_inputs_are_refused(tmp_path, tiny_ctx, tiny_ctx_path):
+    """A source reached twice (listed twice, through a link, or as an archive beside the token file made
+    from it) would count its windows twice; a token grid that its frame size does not make is a lie."""
+    from compressor.cli import compress_main, compressor_main
+
+    t = write_tokens(tmp_path / "t.npy", random_tokens(8, 9), tiny_ctx)
+    (tmp_path / "link.npy").symlink_to(t)
+    (tmp_path / "link.json").symlink_to(sidecar_path(t))
+    for sources in ([t, t], [t, tmp_path / "link.npy"]):
+        with pytest.raises(TokenFileError, match="again: each source once"):
+            compressor.token_windows(sources, 4, model=tiny_ctx_path)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert compress_main([str(t), str(drive / "d.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    assert len(compressor.token_windows(drive, 4, model=tiny_ctx_path)) == 2
+    assert compressor_main(["tokens", str(drive / "d.bin"), "--out", str(drive / "d.npy"), "--model",
+                            str(tiny_ctx_path), "-q"]) == 0
+    with pytest.raises(TokenFileError, match=r"d\.npy holds the tokens of .*d\.bin, which is read too"):
+        compressor.token_windows(drive, 4, model=tiny_ctx_path)
+    assert len(compressor.token_windows(drive / "d.npy", 4, model=tiny_ctx_path)) == 2
+    lie = write_tokens(tmp_path / "lie.npy", random_tokens(8, 9)[:, :4], tiny_ctx)  # 4x16 said to be 128x256
+    with pytest.raises(TokenFileError, match="holds 4x16 tokens a frame; its 128x256 frames make 8x16"):
+        compressor.token_windows([lie], 4, model=tiny_ctx_path)
+    for bad in (None, b"t.npy", [t, 3]):
+        with pytest.raises(TypeError, match="takes a path, or a list of paths"):
+            compressor.token_windows(bad, 4, model=tiny_ctx_path)
+    with pytest.raises(ValueError, match="from 1 to 1,000,000,000"):
+        compressor.token_windows([t], 4, stride=2**63, model=tiny_ctx_path)
+    w = compressor.token_windows([t], 4, model=tiny_ctx_path)
+    with pytest.raises(IndexError, match="outside the 2 windows"):
+        w[2**70]
