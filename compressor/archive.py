@@ -40,6 +40,22 @@ def codec_for_id(model_id: int, model, what: str):
     return codec
 
 
+def read_tokens_for(path, model):
+    """A token file and its sidecar (`tokens.read_token_file`), the codec that reads them (`codec_for_id`: the
+    model the sidecar names, or `model`) and their frame size -> (tokens, sidecar, codec, (H, W));
+    TokenFileError when the tokens are not the grid that frame size makes under that codec."""
+    from compressor.tokens import TokenFileError, read_token_file
+
+    tokens, meta = read_token_file(path)
+    codec = codec_for_id(meta["model_id_int"], model, f"token file {path}")
+    size, grid = tuple(meta["frame_size"]), tuple(tokens.shape[1:])
+    want = tuple(codec.model.latent_grid(*size))
+    if grid != want:
+        raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame; its {size[0]}x{size[1]} frames "
+                             f"make {want[0]}x{want[1]}")
+    return tokens, meta, codec, size
+
+
 def coding_for(codec, model_id: int):
     """(context tables, context net) a file of `model_id` was coded with: the codec's both, its tables
     alone under its table id, none under its legacy id; both for a checkpoint whose coding it carries."""

@@ -136,18 +136,12 @@ class TokenWindows:
         """One source -> (the frame counts of its runs, its codec, frame size, token grid, fps or None), its
         file closed again. A token file's runs are its sidecar's sources (`compressor tokens a.mp4 b.mp4`
         writes both videos into one file, and a window must not run from one into the other)."""
-        from compressor.archive import ClipTokens, codec_for_id
+        from compressor.archive import ClipTokens, read_tokens_for
 
         if _is_token_file(path):
-            tokens, meta = read_token_file(path)
+            tokens, meta, codec, size = read_tokens_for(path, self._model)
             _same_drive(path, meta, self.paths)
-            codec = codec_for_id(meta["model_id_int"], self._model, f"token file {path}")
-            size, grid = tuple(meta["frame_size"]), tuple(tokens.shape[1:])
-            if grid != tuple(codec.model.latent_grid(*size)):
-                want = codec.model.latent_grid(*size)
-                raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame; its {size[0]}x{size[1]} "
-                                     f"frames make {want[0]}x{want[1]}")
-            return _runs(meta, len(tokens), path), codec, tuple(meta["frame_size"]), tuple(tokens.shape[1:]), meta.get("fps")
+            return _runs(meta, len(tokens), path), codec, size, tuple(tokens.shape[1:]), meta.get("fps")
         with ClipTokens(path, self._model) as clip:
             return [len(clip)], clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
 

@@ -529,3 +529,21 @@ def test_onnx_export_agrees_with_torch(tmp_path, tiny_path, tiny_net_path, frame
 def test_import_stays_light():
     code = "import sys, compressor.tokens, compressor.clip, compressor.clip_coding; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_token_grid_its_frame_size_does_not_make_is_refused_everywhere(tmp_path, tiny, tiny_path, capsys):
+    """`archive.read_tokens_for`, which `compress`, `compressor frames` and `token_windows` read token files
+    through, refuses a grid the sidecar's frame size does not make, in one line, writing nothing."""
+    from compressor.cli import compress_main
+    from compressor.tokens import sidecar
+
+    np.save(tmp_path / "lie.npy", np.zeros((3, 4, 16), np.uint16))
+    (tmp_path / "lie.json").write_text(json.dumps(sidecar(model_id=tiny.model_id, model=tiny.name, frame_size=(128, 256),
+                                                          grid=(4, 16), channels=14, frames=3, fps=None, sources=[])))
+    src, model = str(tmp_path / "lie.npy"), ["--model", str(tiny_path), "-q"]
+    for run in (lambda: compress_main([src, str(tmp_path / "lie.bin"), *model]),
+                lambda: compressor_main(["frames", src, "--out", str(tmp_path / "out"), *model])):
+        assert run() == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds 4x16 tokens a frame; its 128x256 frames make 8x16" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lie.json", "lie.npy"]

@@ -87,9 +87,9 @@ def _add_frames(writer, codec, symbols: list, prev, interval: int, kinds: dict):
 def compress_tokens(args) -> None:
     """A token file (`compressor tokens`, with its sidecar) -> one clip archive of those tokens exactly, by
     entropy coding alone: the model the sidecar names (or --model) codes them; no network runs."""
-    from compressor.archive import codec_for_id
+    from compressor.archive import read_tokens_for
     from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
-    from compressor.tokens import check_token_range, read_token_file, sidecar_path, symbols_from_tokens
+    from compressor.tokens import check_token_range, sidecar_path, symbols_from_tokens
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src, sidecar_path(src)])
@@ -99,13 +99,10 @@ def compress_tokens(args) -> None:
     if args.refine or args.flips or args.rate_weight or args.no_tile or args.no_overlap or args.no_resize:
         raise UserError("a token file is coded as it is: --refine, --flips, --rate-weight, --no-tile, --no-overlap "
                         "and --no-resize are for frames")
-    tokens, meta = read_token_file(src)
-    codec = codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
-    size = tuple(int(v) for v in meta["frame_size"])
-    grid = codec.model.latent_grid(*size)
-    if tokens.shape[1:] != tuple(grid) or not len(tokens):
-        raise UserError(f"token file {src} holds {tokens.shape[0]} frames of {tokens.shape[1]}x{tokens.shape[2]} "
-                        f"tokens; its {size[0]}x{size[1]} frames need at least one of {grid[0]}x{grid[1]}")
+    tokens, meta, codec, size = read_tokens_for(src, args.model)  # its grid checked against its frame size
+    if not len(tokens):
+        raise UserError(f"token file {src} holds 0 frames of {tokens.shape[1]}x{tokens.shape[2]} tokens; its "
+                        f"{size[0]}x{size[1]} frames need at least one")
     bits = codec.model.latent_channels
     for a in range(0, len(tokens), 4096):  # every value checked before anything is written (uint16: none below 0)
         check_token_range(np.asarray(tokens[a : a + 4096]), bits, f"token file {src}", a)

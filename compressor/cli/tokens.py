@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.archive import codec_for_id
+from compressor.archive import read_tokens_for
 from compressor.atomic import write_atomic
 from compressor.cli.clips import parse_range
 from compressor.cli.common import UserError, _check_not_input, _umask
@@ -293,12 +293,8 @@ def _source_list(sources, counts, files: bool = False) -> list[dict]:
 
 
 def frames_command(args) -> None:
-    from compressor.tokens import read_token_file
-
     src = Path(args.tokens)
-    tokens, meta = read_token_file(src)
-    codec = codec_for_id(meta["model_id_int"], args.model, f"token file {src}")
-    size = tuple(int(v) for v in meta["frame_size"])
+    tokens, meta, codec, size = read_tokens_for(src, args.model)
     out = _Output(Path(args.out), meta.get("fps"), [src])
     try:
         with _progress(len(tokens), args.quiet, "frames") as bar:
