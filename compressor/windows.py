@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import ModelMismatchError
+from compressor.folders import files_under
 from compressor.tokens import TokenFileError, check_token_range, read_token_file
 
 OPEN = 16  # archives held open at once, per process
@@ -47,7 +48,7 @@ def expand_sources(sources) -> list[str]:
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            found = sorted(str(f.absolute()) for f in p.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
+            found = [str(f.absolute()) for f in files_under(p, SUFFIXES)]
             if not found:
                 raise TokenFileError(f"folder {p} holds no clip archives (.bin) or token files (.npy)")
             out += found

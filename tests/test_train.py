@@ -143,6 +143,24 @@ def test_missing_or_empty_data_folder(tmp_path):
         find_images([tmp_path / "empty"])
 
 
+def test_data_folders_follow_links_once(tmp_path):
+    """A data set of links to drives elsewhere is found (pathlib's rglob skips linked folders before Python
+    3.13), a folder reached twice is read once, and a link back up the tree ends."""
+    from compressor.training.data import find_images
+
+    drive = tmp_path / "disk" / "drive1"
+    drive.mkdir(parents=True)
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (drive / name).write_bytes(b"x")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "drive1").symlink_to(drive)
+    (data / "again").symlink_to(drive)
+    (drive / "up").symlink_to(tmp_path)  # a loop through the whole tree
+    assert find_images([data]) == [data / "again" / "a.jpg", data / "again" / "b.png"]
+    assert find_images([tmp_path / "disk"]) == [drive / "a.jpg", drive / "b.png"]
+
+
 def test_unknown_config_keys_are_refused():
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"stpes": 3})

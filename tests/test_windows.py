@@ -159,6 +159,14 @@ def test_a_drive_read_twice_and_other_odd_inputs_are_refused(tmp_path, tiny_ctx,
     with pytest.raises(TokenFileError, match=r"d\.npy holds the tokens of .*d\.bin, which is read too"):
         compressor.token_windows(drive, 4, model=tiny_ctx_path)
     assert len(compressor.token_windows(drive / "d.npy", 4, model=tiny_ctx_path)) == 2
+    (drive / "d.npy").unlink()
+    drives = tmp_path / "drives"  # a folder of links to drives kept elsewhere: followed, under the link's name
+    drives.mkdir()
+    (drives / "monday").symlink_to(drive)
+    w = compressor.token_windows(drives, 4, model=tiny_ctx_path)
+    assert len(w) == 2 and w.locate(1) == (str(drives / "monday" / "d.bin"), 4)
+    with pytest.raises(TokenFileError, match="again: each source once"):
+        compressor.token_windows([drives, drive], 4, model=tiny_ctx_path)
     lie = write_tokens(tmp_path / "lie.npy", random_tokens(8, 9)[:, :4], tiny_ctx)  # 4x16 said to be 128x256
     with pytest.raises(TokenFileError, match="holds 4x16 tokens a frame; its 128x256 frames make 8x16"):
         compressor.token_windows([lie], 4, model=tiny_ctx_path)

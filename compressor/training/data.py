@@ -17,17 +17,18 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from compressor.errors import TrainingError
+from compressor.folders import files_under
 from compressor.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, cover_frame
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
-    """All image and video files under the folders, recursively, sorted for reproducibility."""
+    """All image and video files under the folders, at any depth (linked folders too), sorted for reproducibility."""
     files = []
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"data folder not found: {folder}")
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+        files += files_under(folder, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images or videos found in {', '.join(map(str, folders))}")
     return sorted(files)
