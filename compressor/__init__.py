@@ -20,6 +20,7 @@ from compressor.errors import (
     ImageError,
     ModelError,
     ModelMismatchError,
+    TokenFileError,
 )
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "ModelError",
     "ImageError",
     "DeviceError",
+    "TokenFileError",
     "__version__",
 ]
 

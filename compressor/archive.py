@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from compressor.errors import BitstreamError, ModelMismatchError
+from compressor.errors import BitstreamError, ModelMismatchError, TokenFileError
 
 
 def codec_for_id(model_id: int, model, what: str):
@@ -44,7 +44,7 @@ def read_tokens_for(path, model):
     """A token file and its sidecar (`tokens.read_token_file`), the codec that reads them (`codec_for_id`: the
     model the sidecar names, or `model`) and their frame size -> (tokens, sidecar, codec, (H, W));
     TokenFileError when the tokens are not the grid that frame size makes under that codec."""
-    from compressor.tokens import TokenFileError, read_token_file
+    from compressor.tokens import read_token_file
 
     tokens, meta = read_token_file(path)
     codec = codec_for_id(meta["model_id_int"], model, f"token file {path}")

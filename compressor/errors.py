@@ -21,6 +21,10 @@ class ImageError(CompressorError):
     """An input that is not a readable image, or one that cannot be coded."""
 
 
+class TokenFileError(CompressorError):
+    """A token file or sidecar that is missing, malformed, or made by another model; token values out of range."""
+
+
 class TrainingError(CompressorError):
     """A training run that cannot go on (non-finite loss, unreadable data)."""
 

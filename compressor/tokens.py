@@ -18,16 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.errors import CompressorError
+from compressor.errors import TokenFileError
 
 SIDECAR_FORMAT = "compressor-tokens"
 SIDECAR_VERSION = 1
 MAX_FPS = 1000.0  # a frame rate video writers and the clip header hold
 MIN_FPS = 0.001  # the clip header counts thousandths of a frame a second: less would read back as no rate
-
-
-class TokenFileError(CompressorError):
-    """A token file or sidecar that is missing, malformed, or made by another model."""
 
 
 def tokens_from_symbols(symbols: np.ndarray) -> np.ndarray:

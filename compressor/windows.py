@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.errors import ModelMismatchError
+from compressor.errors import ModelMismatchError, TokenFileError
 from compressor.folders import files_under
-from compressor.tokens import TokenFileError, check_token_range, read_token_file
+from compressor.tokens import check_token_range, read_token_file
 
 OPEN = 16  # archives held open at once, per process
 SUFFIXES = (".bin", ".npy")

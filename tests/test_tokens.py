@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from compressor.cli import compressor_main
-from compressor.tokens import TokenFileError, symbols_from_tokens, tokens_from_symbols
+from compressor import TokenFileError
+from compressor.tokens import symbols_from_tokens, tokens_from_symbols
 
 
 def make_clip(path, frames: int = 12, size=(128, 256), fps: int = 20, motion: int = 4):
@@ -79,8 +80,6 @@ def test_batch_functions_refuse_one_image(tiny, frame, tmp_path):
 
 
 def test_frames_from_symbols_refuses_what_is_not_symbols(tiny):
-    from compressor.tokens import TokenFileError
-
     for bad in (np.zeros((1, 13, 8, 16), np.uint8), np.zeros((14, 8, 16), np.uint8), np.full((1, 14, 8, 16), 2, np.uint8),
                 np.full((1, 14, 8, 16), 0.5, np.float32), np.zeros((1, 14, 0, 16), np.uint8)):
         with pytest.raises(TokenFileError, match="symbols must"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import compressor
-from compressor.tokens import TokenFileError, sidecar, sidecar_path
+from compressor import TokenFileError
+from compressor.tokens import sidecar, sidecar_path
 
 
 def write_tokens(path, tokens, codec, fps=20.0, size=(128, 256)):
