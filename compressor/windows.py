@@ -93,6 +93,16 @@ def _runs(meta: dict, frames: int, path: str) -> list[int]:
     return [n for n in counts if n]
 
 
+def _stamp(source, model_id: int) -> tuple:
+    """What a source's windows were counted from: (frames, token grid, the model id its file gives)."""
+    return len(source), tuple(int(n) for n in source.shape[-2:]), int(model_id)
+
+
+def _says(stamp: tuple) -> str:
+    frames, (h, w), model_id = stamp
+    return f"{frames} frames of {h}x{w} tokens, model {model_id:04x}"
+
+
 class TokenWindows:
     """Windows of `length` frames `every` frames apart, starting every `stride` frames, in each run of one
     source (an archive, or a video or folder within a token file)."""
@@ -107,8 +117,10 @@ class TokenWindows:
         self.paths = expand_sources(sources)
         self._codec = None
         segments, rates = [], []  # (source, first frame, frames): the runs of one video a window stays in
+        self._stamps = []  # each source's (frames, token grid, model id as its file gives it), checked on reopening
         for k, path in enumerate(self.paths):
-            runs, codec, size, grid, fps = self._describe(path)
+            runs, codec, size, grid, fps, stamp = self._describe(path)
+            self._stamps.append(stamp)
             if self._codec is None:
                 self._codec, self.frame_size, self.grid = codec, size, grid
             elif codec.model_id != self._codec.model_id:
@@ -134,17 +146,19 @@ class TokenWindows:
         self._reset()
 
     def _describe(self, path: str):
-        """One source -> (the frame counts of its runs, its codec, frame size, token grid, fps or None), its
-        file closed again. A token file's runs are its sidecar's sources (`compressor tokens a.mp4 b.mp4`
-        writes both videos into one file, and a window must not run from one into the other)."""
+        """One source -> (the frame counts of its runs, its codec, frame size, token grid, fps or None, its
+        stamp), its file closed again. A token file's runs are its sidecar's sources (`compressor tokens a.mp4
+        b.mp4` writes both videos into one file, and a window must not run from one into the other)."""
         from compressor.archive import ClipTokens, read_tokens_for
 
         if _is_token_file(path):
             tokens, meta, codec, size = read_tokens_for(path, self._model)
             _same_drive(path, meta, self.paths)
-            return _runs(meta, len(tokens), path), codec, size, tuple(tokens.shape[1:]), meta.get("fps")
+            return (_runs(meta, len(tokens), path), codec, size, tuple(tokens.shape[1:]), meta.get("fps"),
+                    _stamp(tokens, meta["model_id_int"]))
         with ClipTokens(path, self._model) as clip:
-            return [len(clip)], clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps
+            return ([len(clip)], clip.codec, clip.frame_size, tuple(clip.shape[1:]), clip.fps,
+                    _stamp(clip, clip.reader.header.model_id))
 
     def _reset(self) -> None:
         self._open: OrderedDict[int, object] = OrderedDict()  # source -> ClipTokens or memory-mapped tokens
@@ -160,7 +174,17 @@ class TokenWindows:
             self._open.move_to_end(k)
             return self._open[k]
         path = self.paths[k]
-        source = read_token_file(path)[0] if _is_token_file(path) else ClipTokens(path, self._model)
+        if _is_token_file(path):
+            source, meta = read_token_file(path)
+            stamp = _stamp(source, meta["model_id_int"])
+        else:
+            source = ClipTokens(path, self._model)
+            stamp = _stamp(source, source.reader.header.model_id)
+        if stamp != self._stamps[k]:  # replaced since: its windows, counted from the old file, would be wrong
+            if isinstance(source, ClipTokens):
+                source.close()
+            raise TokenFileError(f"{path} has changed since the dataset was made ({_says(self._stamps[k])}; "
+                                 f"now {_says(stamp)}): make the dataset again")
         self._open[k] = source
         if len(self._open) > OPEN:
             _, old = self._open.popitem(last=False)

@@ -179,3 +179,25 @@ def test_a_drive_read_twice_and_other_odd_inputs_are_refused(tmp_path, tiny_ctx,
     w = compressor.token_windows([t], 4, model=tiny_ctx_path)
     with pytest.raises(IndexError, match="outside the 2 windows"):
         w[2**70]
+
+
+def test_a_source_replaced_after_the_dataset_was_made_is_refused(tmp_path, tiny_ctx, tiny_ctx_path):
+    """A worker reopens each source by its path: a file replaced since (re-coded, shortened) would serve
+    windows counted from the old one, so reopening it is an error that says so."""
+    import pickle
+
+    from compressor.cli import compress_main
+
+    t = write_tokens(tmp_path / "t.npy", random_tokens(12, 5), tiny_ctx)
+    assert compress_main([str(t), str(tmp_path / "d.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    w = compressor.token_windows([t, tmp_path / "d.bin"], 4, model=tiny_ctx_path)
+    again = pickle.loads(pickle.dumps(w))  # as a spawned worker receives it: nothing open yet
+    assert np.array_equal(again[0], w[0]) and np.array_equal(again[-1], w[-1])
+    later = pickle.loads(pickle.dumps(w))
+    write_tokens(t, random_tokens(8, 6), tiny_ctx)
+    assert compress_main([str(t), str(tmp_path / "d.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    with pytest.raises(TokenFileError, match=r"t\.npy has changed since the dataset was made \(12 frames of "
+                                             r"8x16 tokens, model [0-9a-f]{4}; now 8 frames"):
+        later[0]
+    with pytest.raises(TokenFileError, match=r"d\.bin has changed since the dataset was made"):
+        later[-1]
