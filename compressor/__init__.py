@@ -31,6 +31,7 @@ __all__ = [
     "load",
     "list_models",
     "open_clip",
+    "clip_writer",
     "token_windows",
     "CompressorError",
     "BitstreamError",
@@ -99,6 +100,19 @@ def open_clip(path, model=None):
     from compressor.archive import ClipTokens
 
     return ClipTokens(path, model)
+
+
+def clip_writer(path, model=None, *, fps: float | None = None, keyframe_interval: int | None = None,
+                resize: bool = True):
+    """A clip archive to write from Python (`compressor.archive_writer.ArchiveWriter`), as `compress
+    drive.mp4 drive.bin` writes one: `add(frames)` (uint8 (N, H, W, 3) or a list of images; resized to the
+    model's frame unless `resize=False`), or `add_tokens(tokens)`; `close()`, or a `with` block, puts it in
+    place whole, and an error in the block leaves no file. Frames 0, K, 2K, ... are coded alone (K =
+    `keyframe_interval`, 10 unless given), so any frame decodes from at most K records."""
+    from compressor.archive_writer import KEYFRAME_INTERVAL, ArchiveWriter
+
+    interval = KEYFRAME_INTERVAL if keyframe_interval is None else keyframe_interval
+    return ArchiveWriter(path, model, fps=fps, keyframe_interval=interval, resize=resize)
 
 
 def token_windows(sources, length: int, *, stride: int | None = None, every: int = 1, model=None):

@@ -21,42 +21,67 @@ def new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place.
+class AtomicFile:
+    """A file written beside `path` (at `self.tmp`) and renamed into place by `commit`, or removed by `abort`:
+    output written over a while (a clip archive from a stream of frames) appears whole or not at all.
 
     The file gets the permissions a plain open() would give it (the temp file's are owner-only). A target
-    that exists and is not a regular file (/dev/null, a pipe) is written into, not replaced. A missing
-    output folder is an OSError whose message names it (the CLI prints it as one line).
+    that exists and is not a regular file (/dev/null, a pipe) is written into on commit, not replaced. A
+    missing output folder is an OSError whose message names it (the CLI prints it as one line).
     """
-    path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        if data is None:
-            with tempfile.TemporaryDirectory() as scratch:
-                tmp = Path(scratch) / ("out" + path.suffix)
-                writer(str(tmp))
-                data = tmp.read_bytes()
-        with open(path, "wb") as f:
-            f.write(data)
-        return
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {directory}")
-    mode = new_file_mode(path)
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._scratch = None
+        if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
+            self._scratch = tempfile.TemporaryDirectory()
+            self.tmp = str(Path(self._scratch.name) / ("out" + self.path.suffix))
+            return
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        if not directory.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {directory}")
+        self._mode = new_file_mode(self.path)
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as e:  # name the output, not the temporary file beside it
+            raise OSError(e.errno, f"cannot write {self.path}: {e.strerror}") from None
+        os.close(fd)
+
+    def commit(self) -> None:
+        try:
+            if self._scratch is not None:
+                data = Path(self.tmp).read_bytes()
+                with open(self.path, "wb") as f:
+                    f.write(data)
+                self._scratch.cleanup()
+            else:
+                os.chmod(self.tmp, self._mode)
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+        else:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+
+
+def write_atomic(path: Path, data: bytes | None = None, *, writer=None) -> None:
+    """Write bytes (or call writer(tmp_path)) to a temp file beside `path`, then rename it into place
+    (`AtomicFile`, whose rules it follows)."""
+    out = AtomicFile(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:  # name the output, not the temporary file beside it
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if data is not None:
+        if data is not None:
+            with open(out.tmp, "wb") as f:
                 f.write(data)
         if writer is not None:
-            writer(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+            writer(out.tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        out.abort()
         raise
+    out.commit()

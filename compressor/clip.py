@@ -52,6 +52,9 @@ RAW, CHANNEL, CONTEXT, TEMPORAL, NET = 0, 1, 2, 3, 4
 KIND_NAMES = {RAW: "raw", CHANNEL: "per-channel", CONTEXT: "context", TEMPORAL: "temporal", NET: "net"}
 
 
+MAX_KEYFRAME_INTERVAL = 0xFFFF  # the header's 2-byte field
+
+
 class ClipError(BitstreamError):
     """A clip archive whose header, index or trailer is damaged or impossible."""
 
@@ -82,7 +85,7 @@ class ClipHeader:
     def pack(self) -> bytes:
         if not (1 <= self.height <= 0xFFFF and 1 <= self.width <= 0xFFFF):
             raise ValueError(f"frame size {self.height}x{self.width} does not fit a clip header")
-        if not 1 <= self.keyframe_interval <= 0xFFFF:
+        if not 1 <= self.keyframe_interval <= MAX_KEYFRAME_INTERVAL:
             raise ValueError(f"keyframe interval must be 1..65535, not {self.keyframe_interval}")
         if not 0 <= self.model_id <= 0xFFFF:
             raise ValueError(f"model id {self.model_id} does not fit 16 bits")

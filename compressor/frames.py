@@ -16,6 +16,11 @@ from compressor.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, cover_frame
 from compressor.errors import ImageError
 
 
+def frame_size(codec) -> tuple[int, int]:
+    """The frame a model was trained on (128x256 for every shipped model): what inputs are resized to."""
+    return tuple(codec.training.get("crop", (128, 256)))
+
+
 @dataclass(frozen=True)
 class Source:
     """One input file: an image (one frame) or a video (many)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from compressor.archive_writer import KEYFRAME_INTERVAL
 from compressor.cli.bench import _bench
 from compressor.cli.common import UserError, _run
 from compressor.cli.files import _compress, _decompress, _eval, _info, _models, _speed
@@ -56,6 +57,16 @@ def _above_zero(text: str) -> float:
     return x
 
 
+def _keyframe_interval(text: str) -> int:
+    """K: from 1 to what the clip header holds."""
+    from compressor.clip import MAX_KEYFRAME_INTERVAL
+
+    n = _positive(text)
+    if n > MAX_KEYFRAME_INTERVAL:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_KEYFRAME_INTERVAL}, not {n}")
+    return n
+
+
 def _fps(text: str) -> float:
     """A frame rate: above 0, and within what video writers and the clip header hold (`tokens.MIN_FPS`, `MAX_FPS`)."""
     from compressor.tokens import MAX_FPS, MIN_FPS
@@ -67,6 +78,7 @@ def _fps(text: str) -> float:
 
 
 _weight.__name__ = _above_zero.__name__ = _fps.__name__ = "number"
+_keyframe_interval.__name__ = "whole number"
 
 
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -99,10 +111,9 @@ def compress_main(argv=None) -> int:
     p.add_argument("--no-overlap", action="store_true",
                    help="vit/hybrid: cut a large image in tiles side by side, not overlapping (3.5x faster, 0.2 dB worse)")
     clip = p.add_argument_group("clips (a video or a folder of frames)")
-    # 10, not 30: the slowest frame to reach decodes 10 records, not 30 (30.5 against 55.0 ms on one core
-    # of an AMD EPYC, docs/tokens-and-clips.md), for 0.2-0.8% more bytes on driving clips.
-    clip.add_argument("--keyframe-interval", type=_positive, default=10, metavar="K",
-                      help="code every Kth frame without the previous one, the start of any random access (default 10)")
+    clip.add_argument("--keyframe-interval", type=_keyframe_interval, default=KEYFRAME_INTERVAL, metavar="K",
+                      help="code every Kth frame without the previous one, the start of any random access "
+                           f"(default {KEYFRAME_INTERVAL})")
     clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
                       "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
     clip.add_argument("--fps", type=_fps, default=None, help="frame rate to record for a folder (default: the video's)")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.atomic import write_atomic
 from compressor.cli.common import UserError, _check_compressed_output, _check_not_input
 from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches
 
@@ -26,7 +25,8 @@ def is_clip_input(path: Path) -> bool:
 
 def compress_clip(args) -> None:
     import compressor
-    from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
+    from compressor.archive_writer import ArchiveWriter
+    from compressor.clip import KIND_NAMES
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src])
@@ -42,54 +42,33 @@ def compress_clip(args) -> None:
     codec = compressor.load(args.model)
     if args.rate_weight and codec._tables is None:
         raise UserError(f"'{codec.name}' has no context tables: --rate-weight needs them (compressor fit-context)")
-    sources, frames, fps, total = _frames_of(codec, [src], args.no_resize, args.fps)
-    kinds: dict[int, int] = {}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "r+b") as f, _progress(total, args.quiet, "compress") as bar:
-            writer = prev = plain_last = None
-            for _, batch in _same_size_batches(frames, codec.batch):
-                if writer is None:
-                    header = ClipHeader(codec.model_id, batch.shape[1], batch.shape[2], fps, args.keyframe_interval)
-                    writer = ClipWriter(f, header)
-                if args.flips:
-                    symbols, plain_last = _searched(codec, batch, args, len(writer.lengths), plain_last)
-                else:
-                    symbols = list(codec.symbols_batch(batch))  # (C, h, w) each
-                prev = _add_frames(writer, codec, symbols, prev, args.keyframe_interval, kinds)
-                bar.update(len(batch))
-            if writer is None:
-                raise UserError(f"{src} holds no frames")
-            writer.close()
-
-    write_atomic(dst, writer=write)
+    sources, frames, fps, total = _frames_of(codec, [src], args.no_resize, args.fps)  # resized as they are read
+    with ArchiveWriter(dst, codec, fps=fps, keyframe_interval=args.keyframe_interval, resize=False) as clip, \
+            _progress(total, args.quiet, "compress") as bar:
+        plain_last = None
+        for _, batch in _same_size_batches(frames, codec.batch):
+            if args.flips:
+                symbols, plain_last = _searched(codec, batch, args, len(clip), plain_last)
+            else:
+                symbols = codec.symbols_batch(batch)  # (N, C, h, w)
+            clip.add_symbols(symbols, batch.shape[1:3])
+            bar.update(len(batch))
+        if not len(clip):
+            raise UserError(f"{src} holds no frames")
     if not args.quiet:
-        n = sum(kinds.values())
+        n = len(clip)
         size = dst.stat().st_size if dst.is_file() else 0
-        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
+        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(clip.kinds.items()))
         print(f"{src} -> {dst}: {n} frames, {size} bytes ({size / n:.1f} per frame; {mix}), model {codec.name}")
-
-
-def _add_frames(writer, codec, symbols: list, prev, interval: int, kinds: dict):
-    """Consecutive frames' symbols (C, h, w) -> their records in `writer`, each coded the shortest way its
-    place allows (`clip_coding.encode_frames`: every `interval`th frame of the clip alone); `prev` is the
-    frame before them (None at the start). Counts the record kinds in `kinds`; returns the last frame."""
-    from compressor.clip_coding import encode_frames
-
-    prevs = [None if (len(writer.lengths) + i) % interval == 0 else p  # None: a keyframe
-             for i, p in enumerate([prev] + symbols[:-1])]
-    for kind, payload in encode_frames(symbols, codec._cdf, codec._tables, prevs, codec._net):
-        writer.add(kind, payload)
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return symbols[-1]
 
 
 def compress_tokens(args) -> None:
     """A token file (`compressor tokens`, with its sidecar) -> one clip archive of those tokens exactly, by
     entropy coding alone: the model the sidecar names (or --model) codes them; no network runs."""
     from compressor.archive import read_tokens_for
-    from compressor.clip import KIND_NAMES, ClipHeader, ClipWriter
-    from compressor.tokens import check_token_range, sidecar_path, symbols_from_tokens
+    from compressor.archive_writer import ArchiveWriter
+    from compressor.clip import KIND_NAMES
+    from compressor.tokens import check_token_range, sidecar_path
 
     src, dst = Path(args.input), Path(args.output)
     _check_not_input(dst, [src, sidecar_path(src)])
@@ -104,25 +83,16 @@ def compress_tokens(args) -> None:
         raise UserError(f"token file {src} holds 0 frames of {tokens.shape[1]}x{tokens.shape[2]} tokens; its "
                         f"{size[0]}x{size[1]} frames need at least one")
     bits = codec.model.latent_channels
-    for a in range(0, len(tokens), 4096):  # every value checked before anything is written (uint16: none below 0)
+    for a in range(0, len(tokens), 4096):  # every value checked, naming the frame, before anything is written
         check_token_range(np.asarray(tokens[a : a + 4096]), bits, f"token file {src}", a)
-    fps = args.fps or meta.get("fps")
-    kinds: dict[int, int] = {}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "r+b") as f, _progress(len(tokens), args.quiet, "compress") as bar:
-            writer = ClipWriter(f, ClipHeader(codec.model_id, *size, fps, args.keyframe_interval))
-            prev = None
-            for start in range(0, len(tokens), codec.batch):
-                symbols = symbols_from_tokens(np.asarray(tokens[start : start + codec.batch]), codec.model.latent_channels)
-                prev = _add_frames(writer, codec, list(symbols), prev, args.keyframe_interval, kinds)
-                bar.update(len(symbols))
-            writer.close()
-
-    write_atomic(dst, writer=write)
+    with ArchiveWriter(dst, codec, fps=args.fps or meta.get("fps"), keyframe_interval=args.keyframe_interval) as clip, \
+            _progress(len(tokens), args.quiet, "compress") as bar:
+        for start in range(0, len(tokens), codec.batch):
+            clip.add_tokens(tokens[start : start + codec.batch], size)
+            bar.update(min(codec.batch, len(tokens) - start))
     if not args.quiet:
-        n, nbytes = sum(kinds.values()), dst.stat().st_size
-        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(kinds.items()))
+        n, nbytes = len(clip), dst.stat().st_size
+        mix = ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in sorted(clip.kinds.items()))
         print(f"{src} -> {dst}: {n} frames, {nbytes} bytes ({nbytes / n:.1f} per frame; {mix}), model {codec.name}")
 
 

@@ -16,11 +16,6 @@ from compressor.cli.common import UserError, _check_not_input, _named_as_image, 
 PROGRESS_MIN_FRAMES = 256  # shorter inputs get no progress bar
 
 
-def frame_size(codec) -> tuple[int, int]:
-    """The frame a model was trained on (128x256 for every shipped model): what inputs are resized to."""
-    return tuple(codec.training.get("crop", (128, 256)))
-
-
 def _progress(total: int | None, quiet: bool, what: str):
     from tqdm import tqdm
 
@@ -30,7 +25,7 @@ def _progress(total: int | None, quiet: bool, what: str):
 
 def _frames_of(codec, inputs, no_resize: bool, fps: float | None):
     """(sources, frame iterator, size or None, fps, total frames or None) for files and folders."""
-    from compressor.frames import expand_inputs, frame_count_hint, iter_frames, prefetched, video_fps
+    from compressor.frames import expand_inputs, frame_count_hint, frame_size, iter_frames, prefetched, video_fps
 
     sources = expand_inputs(inputs)
     if fps is None:

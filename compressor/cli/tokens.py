@@ -19,8 +19,8 @@ from compressor.archive import read_tokens_for
 from compressor.atomic import write_atomic
 from compressor.cli.clips import parse_range
 from compressor.cli.common import UserError, _check_not_input, _umask
-from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches, frame_size
-from compressor.frames import Source
+from compressor.cli.sequences import _frames_of, _Output, _progress, _same_size_batches
+from compressor.frames import Source, frame_size
 
 
 def tokens_command(args) -> None:
