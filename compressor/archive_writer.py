@@ -64,6 +64,7 @@ class ArchiveWriter:
         from compressor.frames import frame_size
         from compressor.images import cover_frame, to_rgb_array
 
+        self._check_open()
         if isinstance(frames, (str, os.PathLike)) or getattr(frames, "ndim", 4) != 4:
             raise TypeError("add takes frames: a uint8 array (N, H, W, 3) or a list of images (for one image, a list of one)")
         arrays = [to_rgb_array(f, max_pixels=MAX_CODEC_PIXELS) for f in frames]
@@ -87,6 +88,7 @@ class ArchiveWriter:
         from compressor.frames import frame_size as model_frame
         from compressor.tokens import symbols_from_tokens
 
+        self._check_open()
         tokens = np.asarray(tokens)  # a memory map stays one: it is read a batch at a time
         size = tuple(frame_size) if frame_size is not None else self.frame_size or model_frame(self.codec)
         grid, bits, batch = self.codec.model.latent_grid(*size), self.codec.model.latent_channels, self.codec.batch
@@ -103,6 +105,7 @@ class ArchiveWriter:
         from compressor.clip import ClipHeader, ClipWriter
         from compressor.clip_coding import encode_frames
 
+        self._check_open()
         size = (int(size[0]), int(size[1]))
         if self._writer is None:
             self._writer = ClipWriter(self._file, ClipHeader(self.codec.model_id, *size, self.fps, self.keyframe_interval))
@@ -121,6 +124,10 @@ class ArchiveWriter:
             self._writer.add(kind, payload)
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
         self._prev = symbols[-1]
+
+    def _check_open(self) -> None:
+        if self._file.closed:
+            raise ValueError(f"{self.path}: the archive writer is closed")
 
     def close(self) -> None:
         """Write the index and move the archive into place; an archive of no frames is an error, and no file."""
@@ -145,7 +152,10 @@ class ArchiveWriter:
 
     def __del__(self) -> None:  # dropped unclosed (an error outside a with block): no temporary file stays
         if getattr(self, "_file", None) is not None and not self._file.closed:
-            self.abort()
+            try:
+                self.abort()
+            except Exception:  # at interpreter exit the os module may already be gone
+                pass
 
     def __enter__(self) -> "ArchiveWriter":
         return self

@@ -76,6 +76,8 @@ def test_bad_input_leaves_no_archive_and_what_was_there_untouched(tmp_path, tiny
             compressor.clip_writer(tmp_path / "x.bin", tiny_ctx, **bad)
     with pytest.raises(IsADirectoryError, match="is a folder"):
         compressor.clip_writer(tmp_path, tiny_ctx)
+    with pytest.raises(ValueError, match="the archive writer is closed"):
+        w.add(frames)  # the interrupted writer above
     with pytest.raises(TypeError, match="for one image, a list of one"):
         compressor.clip_writer(tmp_path / "x.bin", tiny_ctx).add(frames[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.bin"]
