@@ -41,11 +41,13 @@ def test_tokens_and_frames_at_their_own_size(tmp_path, tiny_ctx, tiny_ctx_path):
         w.add_tokens(tokens[2:].astype(np.int64))
     with compressor.open_clip(tmp_path / "t.bin", tiny_ctx_path) as c:
         assert np.array_equal(c[:], tokens) and c.frame_size == (128, 256) and c.fps is None
+        assert np.array_equal(c.frames(1, 3), tiny_ctx.from_tokens(tokens[1:3])) and c.frames(7).shape == (0, 128, 256, 3)
     frames = np.random.default_rng(1).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
     with compressor.clip_writer(tmp_path / "s.bin", tiny_ctx, resize=False) as w:
         w.add(frames)
     with compressor.open_clip(tmp_path / "s.bin", tiny_ctx_path) as c:
         assert c.frame_size == (64, 96) and np.array_equal(c[:], tiny_ctx.tokens(frames))
+        assert np.array_equal(c.frames(), tiny_ctx.from_tokens(c[:], (64, 96)))
 
 
 def test_bad_input_leaves_no_archive_and_what_was_there_untouched(tmp_path, tiny_ctx, tiny_ctx_path):
