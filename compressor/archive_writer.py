@@ -14,6 +14,7 @@ index (2 bytes a frame) waits for `close`. The CLI writes its archives through t
 from __future__ import annotations
 
 import os
+import warnings
 
 from compressor.errors import ImageError, TokenFileError  # numpy on first use: the CLI imports this, and starts fast
 
@@ -30,16 +31,15 @@ class ArchiveWriter:
         import numpy as np
 
         from compressor.atomic import AtomicFile
-        from compressor.clip import MAX_KEYFRAME_INTERVAL
+        from compressor.clip import MAX_KEYFRAME_INTERVAL, ClipHeader
         from compressor.codec import Codec, load
-        from compressor.tokens import MAX_FPS, MIN_FPS
 
         if isinstance(keyframe_interval, bool) or not isinstance(keyframe_interval, (int, np.integer)) \
                 or not 1 <= keyframe_interval <= MAX_KEYFRAME_INTERVAL:
             raise ValueError(f"keyframe_interval must be a whole number from 1 to {MAX_KEYFRAME_INTERVAL}; "
                              f"got {keyframe_interval!r}")
-        if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
-            raise ValueError(f"fps must lie between {MIN_FPS} and {MAX_FPS:g}; got {fps!r}")
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not fps > 0):
+            raise ValueError(f"fps must be a number above 0, or None; got {fps!r}")
         if os.path.isdir(path):
             raise IsADirectoryError(f"{path} is a folder; give the archive a file name")
         self.codec = model if isinstance(model, Codec) else load(model) if model is not None else load()
@@ -47,6 +47,7 @@ class ArchiveWriter:
         self.path = os.fspath(path)
         self.kinds: dict[int, int] = {}  # record kind -> frames coded that way
         self.frame_size: tuple[int, int] | None = None  # fixed by the first frames
+        ClipHeader(self.codec.model_id, 1, 1, fps, self.keyframe_interval).pack()  # ValueError: does not fit one
         self._out = AtomicFile(path)
         self._file = open(self._out.tmp, "w+b")  # read back too: the header gets its frame count last
         self._writer = self._prev = None
@@ -56,7 +57,8 @@ class ArchiveWriter:
         return 0 if self._writer is None else len(self._writer.lengths)
 
     def add(self, frames) -> None:
-        """Frames: a uint8 array (N, H, W, 3), or a list of images (arrays, PIL images, paths), in order."""
+        """Frames in order: a uint8 array (N, H, W, 3), a tensor (N, 3, H, W), or a list (or any iterable) of
+        images (arrays, PIL images, paths), read, resized and coded a batch at a time."""
         import numpy as np
         from PIL import Image
 
@@ -65,20 +67,31 @@ class ArchiveWriter:
         from compressor.images import cover_frame, to_rgb_array
 
         self._check_open()
-        if isinstance(frames, (str, os.PathLike)) or getattr(frames, "ndim", 4) != 4:
-            raise TypeError("add takes frames: a uint8 array (N, H, W, 3) or a list of images (for one image, a list of one)")
-        arrays = [to_rgb_array(f, max_pixels=MAX_CODEC_PIXELS) for f in frames]
-        if self.resize:
-            size = frame_size(self.codec)
-            arrays = [a if a.shape[:2] == size else np.asarray(cover_frame(Image.fromarray(a), size)) for a in arrays]
-        sizes = sorted({a.shape[:2] for a in arrays} | ({self.frame_size} if self.frame_size else set()))
-        if len(sizes) > 1:  # refused before any of them is written
+        if isinstance(frames, (str, bytes, os.PathLike, Image.Image)) or getattr(frames, "ndim", 4) != 4:
+            raise TypeError("add takes frames: a uint8 array (N, H, W, 3), a tensor (N, 3, H, W) or a list of "
+                            "images (for one image, a list of one)")
+        size = frame_size(self.codec) if self.resize else None
+        batch: list = []
+        for f in frames:
+            if size is None:
+                batch.append(to_rgb_array(f, max_pixels=MAX_CODEC_PIXELS))
+            else:  # any size the reader takes: it is resized before coding
+                a = to_rgb_array(f)
+                batch.append(a if a.shape[:2] == size else np.asarray(cover_frame(Image.fromarray(a), size)))
+            if len(batch) == self.codec.batch:
+                self._add_frames(batch)
+                batch = []
+        if batch:
+            self._add_frames(batch)
+
+    def _add_frames(self, batch: list) -> None:
+        """uint8 frames (H, W, 3) of one size, the archive's -> their records."""
+        sizes = sorted({a.shape[:2] for a in batch} | ({self.frame_size} if self.frame_size else set()))
+        if len(sizes) > 1:
             (h1, w1), (h2, w2) = sizes[:2]
             raise ImageError(f"frames differ in size ({h1}x{w1} and {h2}x{w2}): one archive holds one frame size "
                              "(resize=True makes every frame the model's)")
-        for start in range(0, len(arrays), self.codec.batch):
-            batch = arrays[start : start + self.codec.batch]
-            self.add_symbols(self.codec.symbols_batch(batch), batch[0].shape[:2])
+        self.add_symbols(self.codec.symbols_batch(batch), batch[0].shape[:2])
 
     def add_tokens(self, tokens, frame_size: tuple[int, int] | None = None) -> None:
         """uint16 tokens (N, h, w) of this model, coded as they are (no network): a world model's output, or
@@ -150,10 +163,11 @@ class ArchiveWriter:
         self._file.close()
         self._out.abort()
 
-    def __del__(self) -> None:  # dropped unclosed (an error outside a with block): no temporary file stays
+    def __del__(self) -> None:  # dropped unclosed: no temporary file stays, and the user hears of it
         if getattr(self, "_file", None) is not None and not self._file.closed:
             try:
                 self.abort()
+                warnings.warn(f"a clip writer for {self.path} was dropped before close(): no archive was written")
             except Exception:  # at interpreter exit the os module may already be gone
                 pass
 

@@ -48,7 +48,7 @@ def expand_sources(sources) -> list[str]:
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            found = [str(f.absolute()) for f in files_under(p, SUFFIXES)]
+            found = sorted(str(f.absolute()) for f in files_under(p, SUFFIXES))  # as strings: window numbers stay put
             if not found:
                 raise TokenFileError(f"folder {p} holds no clip archives (.bin) or token files (.npy)")
             out += found

@@ -73,13 +73,39 @@ def test_bad_input_leaves_no_archive_and_what_was_there_untouched(tmp_path, tiny
             raise KeyboardInterrupt
     assert target.read_bytes() == b"an older archive"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.bin"]  # no temporary file left beside it
-    for bad in ({"keyframe_interval": 0}, {"keyframe_interval": 70000}, {"fps": 0.0}, {"fps": 1e6}):
+    for bad in ({"keyframe_interval": 0}, {"keyframe_interval": 70000}, {"fps": 0.0}, {"fps": "20"}, {"fps": 1e7}):
         with pytest.raises(ValueError, match="keyframe_interval|fps"):
             compressor.clip_writer(tmp_path / "x.bin", tiny_ctx, **bad)
     with pytest.raises(IsADirectoryError, match="is a folder"):
         compressor.clip_writer(tmp_path, tiny_ctx)
     with pytest.raises(ValueError, match="the archive writer is closed"):
         w.add(frames)  # the interrupted writer above
-    with pytest.raises(TypeError, match="for one image, a list of one"):
-        compressor.clip_writer(tmp_path / "x.bin", tiny_ctx).add(frames[0])
+    for one in (frames[0], Image.fromarray(frames[0]), b"frame"):
+        with pytest.raises(TypeError, match="for one image, a list of one"):
+            with compressor.clip_writer(tmp_path / "x.bin", tiny_ctx) as w:
+                w.add(one)
+    w = compressor.clip_writer(tmp_path / "x.bin", tiny_ctx)
+    w.add(frames)
+    with pytest.warns(UserWarning, match="dropped before close"):
+        del w
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.bin"]
+
+
+def test_large_frames_fast_videos_and_tensors(tmp_path, tiny_ctx, tiny_ctx_path):
+    """Frames above the codec's pixel limit are fine when they are resized, as `compress` takes them; a video
+    at more than 1,000 frames a second keeps its rate, as it did; a (N, 3, H, W) tensor is a batch."""
+    import torch
+
+    big = np.random.default_rng(2).integers(0, 256, (1, 2100, 2100, 3), dtype=np.uint8)  # 4.4 MP
+    with compressor.clip_writer(tmp_path / "big.bin", tiny_ctx) as w:
+        w.add(big)
+        w.add(torch.from_numpy(big[:, :128, :256]).permute(0, 3, 1, 2))
+    with compressor.open_clip(tmp_path / "big.bin", tiny_ctx_path) as c:
+        assert len(c) == 2 and c.frame_size == (128, 256)
+    with pytest.raises(compressor.ImageError, match="above the limit"):
+        with compressor.clip_writer(tmp_path / "big2.bin", tiny_ctx, resize=False) as w:
+            w.add(big)
+    fast = make_clip(tmp_path / "fast.mp4", frames=3, fps=1200)
+    assert compress_main([str(fast), str(tmp_path / "fast.bin"), "--model", str(tiny_ctx_path), "-q"]) == 0
+    with compressor.open_clip(tmp_path / "fast.bin", tiny_ctx_path) as c:
+        assert c.fps == 1200
