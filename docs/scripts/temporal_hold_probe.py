@@ -76,6 +76,27 @@ def sequence_files(args, step: int) -> list[list[Path]]:
     return [sorted(f for f in Path(args.data).iterdir() if fnmatch.fnmatch(f.name, g))[::step] for g in args.only]
 
 
+def sweep(codec, args, values, codes_of, k: int) -> None:
+    """Table rows for each frame rate (every frame, every 2nd) and each value: bytes a frame coded alone and
+    as a clip archive, and mean PSNR, over the --only sequences; `codes_of(latent, value)` makes a sequence's
+    codes from its latent (T, C, h, w) as the codec encodes it."""
+    for step in (1, 2):
+        totals: dict[float, list] = {}
+        for files in sequence_files(args, step):
+            frames = load_frames(files)  # (T, 128, 256, 3) uint8
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+            with torch.no_grad():
+                latent = codec._encode_latent(x, None)  # (T, C, h, w), as the codec encodes
+            for value in values:
+                codes = codes_of(latent, value)
+                t = totals.setdefault(value, [0, 0, 0.0, 0])
+                for j, v in enumerate((*score(codec, frames, codes, k), len(codes))):
+                    t[j] += v
+        for value, (alone, clip, total_psnr, n) in totals.items():
+            print(f"| {n}, every {step} | {value:g} | {alone / n:.1f} B | {clip / n:.1f} B | {total_psnr / n:.3f} dB |",
+                  flush=True)
+
+
 def main() -> None:
     p = sequence_parser(__doc__.splitlines()[0], keyframe_interval=30)
     p.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
@@ -84,21 +105,7 @@ def main() -> None:
     k = args.keyframe_interval
     print("| frames | held share | coded alone | temporal archive | PSNR |")
     print("|---|---|---|---|---|")
-    for step in (1, 2):
-        totals: dict[float, list] = {}
-        for files in sequence_files(args, step):
-            frames = load_frames(files)  # (N, 128, 256, 3) uint8
-            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-            with torch.no_grad():
-                latent = codec._encode_latent(x, None)  # (N, C, h, w), as the codec encodes
-            for share in args.shares:
-                symbols = held_codes(latent, share, k)
-                t = totals.setdefault(share, [0, 0, 0.0, 0])
-                for j, value in enumerate((*score(codec, frames, symbols, k), len(symbols))):
-                    t[j] += value
-        for share, (alone, temporal, total_psnr, n) in totals.items():
-            print(f"| {n}, every {step} | {share:g} | {alone / n:.1f} B | {temporal / n:.1f} B | {total_psnr / n:.3f} dB |",
-                  flush=True)
+    sweep(codec, args, args.shares, lambda latent, share: held_codes(latent, share, k), k)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ get worse). The training drives are `--data` minus `--exclude` globs (the held-o
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 import copy
 import fnmatch
@@ -34,7 +33,7 @@ from probe_args import eval_frames  # this folder's shared probe arguments
 from snap_probe import latent  # this folder's sibling probes
 from surprise_probe import decoder_input, fine_tune
 from surprise_probe import score as decoded_psnr
-from temporal_hold_probe import score, sequence_files, sequence_parser
+from temporal_hold_probe import sequence_files, sequence_parser, sweep
 
 
 def time_snapped(codec, latent: np.ndarray, c: float, interval: int) -> list[np.ndarray]:
@@ -110,21 +109,7 @@ def main() -> None:
     print(f"{codec.name}: snap {codec.snap}, K = {k}")
     print("| frames | c | coded alone | clip archive | PSNR |")
     print("|---|---|---|---|---|")
-    for step in (1, 2):
-        totals: dict[float, list] = {}
-        for files in sequence_files(args, step):
-            frames = load_frames(files)  # (T, 128, 256, 3) uint8
-            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-            with torch.no_grad():
-                latent = codec._encode_latent(x, None).float().numpy()  # (T, C, h, w), as the codec encodes
-            for c in args.c:
-                codes = time_snapped(codec, latent, c, k)
-                t = totals.setdefault(c, [0, 0, 0.0, 0])
-                for j, value in enumerate((*score(codec, frames, codes, k), len(codes))):
-                    t[j] += value
-        for c, (alone, clip, total_psnr, n) in totals.items():
-            print(f"| {n}, every {step} | {c:g} | {alone / n:.1f} B | {clip / n:.1f} B | {total_psnr / n:.3f} dB |",
-                  flush=True)
+    sweep(codec, args, args.c, lambda latent, c: time_snapped(codec, latent.float().numpy(), c, k), k)
 
 
 if __name__ == "__main__":
