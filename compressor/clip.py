@@ -86,7 +86,7 @@ class ClipHeader:
         if not (1 <= self.height <= 0xFFFF and 1 <= self.width <= 0xFFFF):
             raise ValueError(f"frame size {self.height}x{self.width} does not fit a clip header")
         if not 1 <= self.keyframe_interval <= MAX_KEYFRAME_INTERVAL:
-            raise ValueError(f"keyframe interval must be 1..65535, not {self.keyframe_interval}")
+            raise ValueError(f"keyframe interval must be 1..{MAX_KEYFRAME_INTERVAL}, not {self.keyframe_interval}")
         if not 0 <= self.model_id <= 0xFFFF:
             raise ValueError(f"model id {self.model_id} does not fit 16 bits")
         fps_milli = round((self.fps or 0) * 1000)
