@@ -93,13 +93,14 @@ def list_models():
     return cards
 
 
-def open_clip(path, model=None):
+def open_clip(path, model=None, *, device: str = "cpu"):
     """A clip archive opened for its tokens, by entropy decoding alone (`compressor.archive.ClipTokens`):
     `clip[a:b]` is uint16 tokens (b - a, h, w) of frames a..b-1; `len(clip)`, `clip.fps`, `clip.frame_size`.
-    `model`: the checkpoint it was written with, when that is not a shipped model."""
+    `model`: the checkpoint it was written with, when that is not a shipped model; `device`: where
+    `clip.frames(a, b)` runs the decoder ("cuda" for a GPU)."""
     from compressor.archive import ClipTokens
 
-    return ClipTokens(path, model)
+    return ClipTokens(path, model, device=device)
 
 
 def clip_writer(path, model=None, *, fps: float | None = None, keyframe_interval: int | None = None,

@@ -19,9 +19,9 @@ import numpy as np
 from compressor.errors import BitstreamError, ModelMismatchError, TokenFileError
 
 
-def codec_for_id(model_id: int, model, what: str):
+def codec_for_id(model_id: int, model, what: str, device: str = "cpu"):
     """The codec for a file made by `model_id`: `model` (a name, path or Codec) if given, refused when it is
-    other weights, else the shipped model with that id. A checkpoint's legacy id (before context tables
+    other weights, else the shipped model with that id, loaded on `device` (a Codec keeps its own). A checkpoint's legacy id (before context tables
     were added to it: the same network) and its table id (before its context net was added) are accepted;
     `coding_for` then gives no tables, or the tables without the net. So are the ids of a checkpoint whose
     coding it carries (`ModelCard.former_model_ids`)."""
@@ -34,26 +34,31 @@ def codec_for_id(model_id: int, model, what: str):
         if model is None:
             raise ModelMismatchError(f"{what} was made by model {model_id:04x}, which is not a shipped model; "
                                      "pass the checkpoint it was made with (--model, or model=)")
-    codec = model if isinstance(model, Codec) else compressor.load(model)
+    codec = model if isinstance(model, Codec) else compressor.load(model, device=device)
     if not codec.card.accepts(model_id, 1):  # version 1 accepts every id the checkpoint answers to, as find_shipped asks
         raise ModelMismatchError(f"{what} was made by model {model_id:04x}, not by '{codec.name}' ({codec.model_id:04x})")
     return codec
 
 
-def read_tokens_for(path, model):
+def read_tokens_for(path, model, device: str = "cpu"):
     """A token file and its sidecar (`tokens.read_token_file`), the codec that reads them (`codec_for_id`: the
     model the sidecar names, or `model`) and their frame size -> (tokens, sidecar, codec, (H, W));
     TokenFileError when the tokens are not the grid that frame size makes under that codec."""
     from compressor.tokens import read_token_file
 
     tokens, meta = read_token_file(path)
-    codec = codec_for_id(meta["model_id_int"], model, f"token file {path}")
+    codec = codec_for_id(meta["model_id_int"], model, f"token file {path}", device)
     size, grid = tuple(meta["frame_size"]), tuple(tokens.shape[1:])
     want = tuple(codec.model.latent_grid(*size))
     if grid != want:
         raise TokenFileError(f"{path} holds {grid[0]}x{grid[1]} tokens a frame; its {size[0]}x{size[1]} frames "
                              f"make {want[0]}x{want[1]}")
     return tokens, meta, codec, size
+
+
+def _reopen(path, model, device):
+    """A pickled ClipTokens opened again (pickle passes positional arguments only)."""
+    return ClipTokens(path, model, device=device)
 
 
 def coding_for(codec, model_id: int):
@@ -69,16 +74,17 @@ class ClipTokens:
     `clip.frames(a, b)` for the decoded frames.
 
     Safe in forked data-loader workers (a process that did not open the file reopens it, so workers do
-    not share a file position) and picklable for spawned ones when `model` is None, a name or a path."""
+    not share a file position) and picklable for spawned ones when `model` is None, a name or a path.
+    `device` is where `frames` runs the decoder (a `model` given as a Codec keeps its own)."""
 
-    def __init__(self, path: str | os.PathLike, model=None):
+    def __init__(self, path: str | os.PathLike, model=None, *, device: str = "cpu"):
         from compressor.bitstream import MAGIC
         from compressor.clip import ClipError, ClipReader
         from compressor.codec import MAX_CODEC_PIXELS
         from compressor.images import check_pixels
 
         self.path = os.path.abspath(os.fspath(path))  # a forked worker reopens it, wherever its cwd
-        self._model = model
+        self._model, self._device = model, str(device)
         if os.path.isdir(self.path):
             raise BitstreamError(f"{self.path} is a folder, not a clip archive")
         if not os.path.isfile(self.path):
@@ -94,7 +100,7 @@ class ClipTokens:
                 raise ClipError(f"{self.path}: {e}") from None
             h = self.reader.header
             check_pixels(h.height, h.width, MAX_CODEC_PIXELS, f"clip {self.path}: ")
-            self.codec = codec_for_id(h.model_id, model, f"clip {self.path}")
+            self.codec = codec_for_id(h.model_id, model, f"clip {self.path}", device)
         except BaseException:
             self._file.close()
             raise
@@ -183,7 +189,7 @@ class ClipTokens:
     def __reduce__(self):
         if not (self._model is None or isinstance(self._model, (str, os.PathLike))):
             raise TypeError("a ClipTokens opened with a Codec does not pickle: open it with the model's name or path")
-        return (ClipTokens, (self.path, self._model))
+        return (_reopen, (self.path, self._model, self._device))
 
     def close(self) -> None:
         if self._file is not None:

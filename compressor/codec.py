@@ -386,14 +386,15 @@ def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu"
     return _load_cached(str(path), str(check_device(device)), (stat.st_mtime_ns, stat.st_size))
 
 
-def codec_for(data: bytes, model=None) -> Codec:
-    """The codec that must decode `data`: `model` if given, else the shipped model whose id it names."""
+def codec_for(data: bytes, model=None, device: str = "cpu") -> Codec:
+    """The codec that must decode `data`: `model` if given, else the shipped model whose id it names, loaded
+    on `device` (a Codec keeps its own)."""
     if model is not None:
-        return model if isinstance(model, Codec) else load(model)
+        return model if isinstance(model, Codec) else load(model, device=device)
     header, _ = bitstream.unpack(data)
     path = find_shipped(header.model_id, header.coding_version)
     if path is not None:
-        return load(path)
+        return load(path, device=device)
     raise ModelMismatchError(
         f"file was written by model {header.model_id:04x}, which is not a shipped model; "
         "pass the checkpoint it was made with (decompress --model FILE.safetensors; decode(data, model=FILE))"

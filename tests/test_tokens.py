@@ -546,3 +546,64 @@ def test_a_token_grid_its_frame_size_does_not_make_is_refused_everywhere(tmp_pat
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "holds 4x16 tokens a frame; its 128x256 frames make 8x16" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lie.json", "lie.npy"]
+
+
+def _run_on(device, tmp_path, model, frame):
+    """Every command that runs a network, on `device` (None: the flag left out): its outputs by name."""
+    from PIL import Image
+
+    from compressor.cli import compress_main, decompress_main
+
+    d = tmp_path / str(device)
+    d.mkdir()
+    flag = [] if device is None else ["--device", device]
+    video = make_clip(d / "v.mp4", frames=8, motion=3)
+    Image.fromarray(frame).save(d / "f.png")
+    m = ["--model", str(model), "-q", *flag]
+    assert compress_main([str(d / "f.png"), str(d / "f.bin"), *m]) == 0
+    assert decompress_main([str(d / "f.bin"), str(d / "f-back.png"), *m]) == 0
+    assert compress_main([str(video), str(d / "clip.bin"), "--keyframe-interval", "4", *m]) == 0
+    assert decompress_main([str(d / "clip.bin"), str(d / "clip-back.mkv"), *m]) == 0
+    assert compressor_main(["tokens", str(video), "--out", str(d / "t.npy"), *m]) == 0
+    assert compressor_main(["frames", str(d / "t.npy"), "--out", str(d / "t-back.mkv"), *m]) == 0
+    return {
+        "bin": (d / "f.bin").read_bytes(), "clip": (d / "clip.bin").read_bytes(),
+        "tokens": np.load(d / "t.npy", allow_pickle=False),
+        "image": np.asarray(Image.open(d / "f-back.png")).astype(np.float64),
+        "clip frames": decoded_frames(d / "clip-back.mkv").astype(np.float64),
+        "token frames": decoded_frames(d / "t-back.mkv").astype(np.float64),
+    }
+
+
+def test_commands_that_run_a_network_run_it_on_the_device_asked_for(tmp_path, tiny_ctx_path, frame, capsys):
+    """compress, decompress, tokens and frames take --device: cpu gives the default's very bytes, a GPU (where
+    there is one) the same coding within float rounding, and a device that is not there is a one-line error
+    that leaves no file."""
+    import torch
+
+    base = _run_on(None, tmp_path, tiny_ctx_path, frame)
+    cpu = _run_on("cpu", tmp_path, tiny_ctx_path, frame)
+    for key in base:
+        assert np.array_equal(base[key], cpu[key]) if key == "tokens" or "frames" in key or key == "image" \
+            else base[key] == cpu[key], key
+    if torch.cuda.is_available():
+        gpu = _run_on("cuda", tmp_path, tiny_ctx_path, frame)
+        bits = lambda t: np.unpackbits(t.view(np.uint8), axis=-1)  # noqa: E731
+        assert np.mean(bits(gpu["tokens"]) == bits(base["tokens"])) > 0.99  # near-zero latents may flip
+        for key in ("image", "clip frames", "token frames"):
+            assert np.abs(gpu[key] - base[key]).mean() < 2.0, key  # bf16 decoding on the GPU, float32 here
+    from compressor.cli import compress_main, decompress_main
+
+    bad = ["--model", str(tiny_ctx_path), "--device", "cuda:99"]  # no such GPU, with CUDA or without
+    d = tmp_path / "None"
+    for fn, argv in ((compress_main, [str(d / "f.png"), str(tmp_path / "x.bin")]),
+                     (compress_main, [str(d / "v.mp4"), str(tmp_path / "x.bin")]),
+                     (decompress_main, [str(d / "f.bin"), str(tmp_path / "x.png")]),
+                     (decompress_main, [str(d / "clip.bin"), str(tmp_path / "x.mkv")]),
+                     (compressor_main, ["tokens", str(d / "v.mp4"), "--out", str(tmp_path / "x.npy")]),
+                     (compressor_main, ["frames", str(d / "t.npy"), "--out", str(tmp_path / "x.mkv")])):
+        capsys.readouterr()
+        assert fn(argv + bad) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "device cuda" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["None", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])

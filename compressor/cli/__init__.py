@@ -81,6 +81,11 @@ _weight.__name__ = _above_zero.__name__ = _fps.__name__ = "number"
 _keyframe_interval.__name__ = "whole number"
 
 
+def _add_device_arg(p, what: str = "where the networks run") -> None:
+    """--device for every command that runs a network (a GPU: "cuda"; entropy coding stays on the CPU)."""
+    p.add_argument("--device", default="cpu", help=f"cpu or cuda[:N]: {what} (default: cpu)")
+
+
 def _add_search_args(p: argparse.ArgumentParser, what: str) -> None:
     """--refine and --flips, the encoder-side searches (compressor.search), for compress, eval and speed."""
     search = p.add_mutually_exclusive_group()
@@ -117,6 +122,7 @@ def compress_main(argv=None) -> int:
     clip.add_argument("--no-resize", action="store_true", help="keep the frames' own size (all must match), "
                       "instead of resizing them to the model's 128x256 frame (Lanczos cover, centre crop)")
     clip.add_argument("--fps", type=_fps, default=None, help="frame rate to record for a folder (default: the video's)")
+    _add_device_arg(p, "where the encoder runs")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("compress", _compress, p.parse_args(argv))
 
@@ -129,6 +135,7 @@ def decompress_main(argv=None) -> int:
     p.add_argument("--model", default=None, help="model to decode with (default: the shipped model named in the file)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="clip archives: decode only frames A to B-1 (seeks to the keyframe before A)")
+    _add_device_arg(p, "where the decoder runs")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return _run("decompress", _decompress, p.parse_args(argv))
 
@@ -175,6 +182,7 @@ def _add_token_parsers(sub) -> None:
                    help="one clip archive: only frames A to B-1 (decoded from the keyframe before A)")
     s.add_argument("--threads", type=_positive, default=None,
                    help="torch threads for frames (default: all cores; on a busy machine 1 can be faster)")
+    _add_device_arg(s, "where the encoder runs, for frames")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=_tokens)
 
@@ -182,6 +190,7 @@ def _add_token_parsers(sub) -> None:
     s.add_argument("tokens", help="a .npy written by compressor tokens (its .json sidecar beside it)")
     s.add_argument("--out", required=True, help="a .mp4 / .mkv (lossless) file or a new folder")
     s.add_argument("--model", default=None, help="default: the shipped model the sidecar names")
+    _add_device_arg(s, "where the decoder runs")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=_frames)
 
@@ -206,7 +215,7 @@ def _add_measure_parsers(sub) -> None:
     _add_search_args(s, "encode with")
     s.add_argument("--no-tile", action="store_true", help="code large images whole (see compress)")
     s.add_argument("--no-overlap", action="store_true", help="cut large images in tiles side by side (see compress)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the networks run (default: cpu)")
+    _add_device_arg(s)
     s.set_defaults(fn=_eval)
 
     s = sub.add_parser("speed", help="measure batched encode and decode frames/s")
@@ -218,7 +227,7 @@ def _add_measure_parsers(sub) -> None:
     s.add_argument("--width", type=_positive, default=256)
     s.add_argument("--repeats", type=_positive, default=5)
     _add_search_args(s, "time encoding with")
-    s.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on a GPU, pass a larger --batch, e.g. 1024)")
+    _add_device_arg(s, "where the networks run (on a GPU, pass a larger --batch, e.g. 1024)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=_speed)
 

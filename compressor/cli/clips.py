@@ -39,7 +39,7 @@ def compress_clip(args) -> None:
         raise UserError("--no-tile and --no-overlap are for single images, not clips")
     if args.rate_weight and not args.flips:
         raise UserError("--rate-weight weights the --flips search: give --flips ROUNDS too")
-    codec = compressor.load(args.model)
+    codec = compressor.load(args.model, device=args.device)
     if args.rate_weight and codec._tables is None:
         raise UserError(f"'{codec.name}' has no context tables: --rate-weight needs them (compressor fit-context)")
     sources, frames, fps, total = _frames_of(codec, [src], args.no_resize, args.fps)  # resized as they are read
@@ -138,7 +138,7 @@ def decompress_clip(args) -> int:
     from compressor.archive import ClipTokens
 
     src = Path(args.input)
-    with ClipTokens(src, args.model) as clip:  # header, index, size and model checked before any allocation
+    with ClipTokens(src, args.model, device=args.device) as clip:  # header, index, size and model checked before any allocation
         h, codec = clip.reader.header, clip.codec
         start, stop = parse_range(args.frames, len(clip))
         out = _Output(Path(args.output), h.fps, [src])

@@ -27,7 +27,7 @@ def _compress(args) -> None:
         return compress_clip(args)
     _check_paths(src, dst)
     _check_compressed_output(dst)
-    codec = compressor.load(args.model)
+    codec = compressor.load(args.model, device=args.device)
     data = codec.encode(src, refine=args.refine, flips=args.flips, tile=not args.no_tile, overlap=not args.no_overlap,
                         rate_weight=args.rate_weight)
     write_atomic(dst, data)
@@ -40,7 +40,7 @@ def _compress(args) -> None:
 
 
 def _decompress(args) -> int | None:
-    import compressor
+    from compressor.codec import codec_for
 
     src, dst = Path(args.input), Path(args.output)
     if src.is_file():
@@ -56,7 +56,7 @@ def _decompress(args) -> int | None:
     _check_paths(src, dst)
     fmt = _image_format(dst)
     data = src.read_bytes()
-    image = compressor.decode(data, model=args.model)
+    image = codec_for(data, args.model, args.device).decode(data)
     write_atomic(dst, writer=lambda tmp: image.save(tmp, format=fmt))
     if not args.quiet:
         print(f"{src} -> {dst}: {image.height}x{image.width}")

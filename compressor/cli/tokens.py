@@ -47,7 +47,7 @@ def tokens_command(args) -> None:
         codec, fps, batches, sources = _tokens_of_files(compressed, args)
         started = time.perf_counter()  # the files' headers read and the model loaded
     else:
-        codec = compressor.load(args.model or DEFAULT_MODEL)
+        codec = compressor.load(args.model or DEFAULT_MODEL, device=args.device)
         if args.threads:
             import torch
 
@@ -294,7 +294,7 @@ def _source_list(sources, counts, files: bool = False) -> list[dict]:
 
 def frames_command(args) -> None:
     src = Path(args.tokens)
-    tokens, meta, codec, size = read_tokens_for(src, args.model)
+    tokens, meta, codec, size = read_tokens_for(src, args.model, args.device)
     out = _Output(Path(args.out), meta.get("fps"), [src])
     try:
         with _progress(len(tokens), args.quiet, "frames") as bar:
