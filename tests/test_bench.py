@@ -61,6 +61,23 @@ def test_every_model_meets_bare_avif_at_its_own_bytes(tiny_path, other_path, two
         m["avif_at_own_bytes"]["lead_db"] is None for m in models)
 
 
+def test_a_search_encodes_every_model_and_names_its_records(tiny_path, two_images, tmp_path):
+    """`bench --flips R` (or --refine N): each model's files are those `eval --flips R` writes, its speed is the
+    search's, its records say so, and the classic codecs get the searched files' bytes."""
+    from compressor.measure.evaluate import evaluate_paths
+
+    records = run_bench([two_images], [str(tiny_path)], tmp_path, speed_frames=4, flips=1, log=lambda *a: None)
+    model = records[0]
+    assert model["name"] == "tiny flips 1" and model["search"] == "flips 1"
+    searched = evaluate_paths([two_images], str(tiny_path), flips=1)
+    assert [p["bytes"] for p in model["per_image"]] == [p["bytes"] for p in searched["per_image"]]
+    assert [p["psnr"] for p in model["per_image"]] == pytest.approx([p["psnr"] for p in searched["per_image"]])
+    jpeg = next(r for r in records if r["name"] == "JPEG (file)")
+    assert jpeg["budget"] == "per image, at most the bytes of tiny flips 1's file"
+    assert all(p["bytes"] is None or p["bytes"] <= m["bytes"] for p, m in zip(jpeg["per_image"], model["per_image"]))
+    assert "| tiny flips 1 |" in (tmp_path / "results.md").read_text()
+
+
 @pytest.mark.parametrize("codec", available_codecs(), ids=lambda c: c.name)
 def test_fit_never_exceeds_the_budget(codec, frame):
     for budget in (300, 2000):

@@ -258,6 +258,8 @@ def _add_bench_parser(sub) -> None:
     s.add_argument("--scaling", action="store_true", help="also time 128x256 .. 1024x2048 (slow)")
     s.add_argument("--threads", type=_positive, default=None, help="torch threads (default: all cores)")
     s.add_argument("--speed-frames", type=_positive, default=128)
+    _add_search_args(s, "encode every model with")
+    _add_device_arg(s)
     s.set_defaults(fn=_bench)
 
 

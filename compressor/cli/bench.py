@@ -31,5 +31,5 @@ def _bench(args) -> None:
 
         models = list(shipped_models())  # the default first
     run_bench(images, models, args.out, classic=not args.no_classic, scaling=args.scaling, threads=args.threads,
-              speed_frames=args.speed_frames)
+              speed_frames=args.speed_frames, refine=args.refine, flips=args.flips, device=args.device)
     print(f"wrote {args.out}/results.json, results.md and plots")

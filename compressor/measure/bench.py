@@ -42,14 +42,20 @@ def gflops_per_frame(codec, size=(128, 256)) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _model_record(codec, set_name, files, frames, speed, flops) -> dict:
-    datas, decoded = round_trip(codec, frames)
+def search_name(refine: int = 0, flips: int = 0) -> str:
+    """How a model's encoder searched, as its records and tables name it ("" for plain encoding)."""
+    return f"refine {refine}" if refine else f"flips {flips}" if flips else ""
+
+
+def _model_record(codec, set_name, files, frames, speed, flops, search: dict) -> dict:
+    datas, decoded = round_trip(codec, frames, **search)
     per_image = [
         {"file": f.name, "bytes": len(d), "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b)}
         for f, d, a, b in zip(files, datas, frames, decoded)
     ]
     return {
-        "name": codec.name, "kind": "model", "images": set_name, "count": len(files),
+        "name": " ".join(filter(None, (codec.name, search_name(**search)))), "kind": "model", "images": set_name,
+        "count": len(files), "search": search_name(**search) or None,
         **_means(per_image, frames),
         "encode_fps": speed["encode_fps"], "decode_fps": speed["decode_fps"],
         "speed_setting": f"batch {speed['batch']}, {speed['threads']} threads, {speed['device']}, 128x256",
@@ -163,7 +169,10 @@ def _time_classic(codec, image, r) -> tuple[float, float]:
 
 
 def run_bench(image_dirs, models, out_dir, *, classic: bool = True, scaling: bool = False,
-              threads: int | None = None, speed_frames: int = 128, log=print) -> list[dict]:
+              threads: int | None = None, speed_frames: int = 128, refine: int = 0, flips: int = 0,
+              device: str = "cpu", log=print) -> list[dict]:
+    """Every model, then the classic codecs given the first model's bytes image by image; `refine` /
+    `flips` encode every model with that search (its speed too), `device` runs the networks there."""
     import torch
 
     import compressor
@@ -171,11 +180,12 @@ def run_bench(image_dirs, models, out_dir, *, classic: bool = True, scaling: boo
     torch.set_num_threads(threads or os.cpu_count() or 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    codecs = [compressor.load(m) for m in models]
+    codecs = [compressor.load(m, device=device) for m in models]
+    search = {"refine": refine, "flips": flips}
     facts = {}
     for c in codecs:
         t = time.time()
-        speed = measure_speed(c.card.path, frames=speed_frames, repeats=3, threads=threads)
+        speed = measure_speed(c.card.path, frames=speed_frames, repeats=3, threads=threads, device=device, **search)
         facts[c.name] = (speed, gflops_per_frame(c))
         log(f"{c.name}: {facts[c.name][1]:.2f} GFLOPs/frame, encode {speed['encode_fps']:.0f} frames/s, "
             f"decode {speed['decode_fps']:.0f} frames/s ({time.time() - t:.0f} s)")
@@ -185,11 +195,11 @@ def run_bench(image_dirs, models, out_dir, *, classic: bool = True, scaling: boo
         files = expand_paths([d])
         frames = [to_rgb_array(f) for f in files]
         set_name = d.name
-        set_records = [_model_record(c, set_name, files, frames, *facts[c.name]) for c in codecs]
+        set_records = [_model_record(c, set_name, files, frames, *facts[c.name], search) for c in codecs]
         if classic:
             t = time.time()
             budgets = [r["bytes"] for r in set_records[0]["per_image"]]
-            classic_records = _classic_records(set_name, files, frames, budgets, codecs[0].name)
+            classic_records = _classic_records(set_name, files, frames, budgets, set_records[0]["name"])
             _avif_at_own_bytes(set_records, classic_records, set_name, files, frames)
             set_records += classic_records
             log(f"{set_name}: classic codecs fitted in {time.time() - t:.0f} s")
