@@ -57,8 +57,9 @@ class ArchiveWriter:
         return 0 if self._writer is None else len(self._writer.lengths)
 
     def add(self, frames) -> None:
-        """Frames in order: a uint8 array (N, H, W, 3), a tensor (N, 3, H, W), or a list (or any iterable) of
-        images (arrays, PIL images, paths), read, resized and coded a batch at a time."""
+        """Frames in order: a uint8 array (N, H, W, 3), a tensor (N, 3, H, W) or a uint8 tensor (N, H, W, 3) (as
+        video readers give), or a list (or any iterable) of images (arrays, PIL images, paths), read, resized
+        and coded a batch at a time."""
         import numpy as np
         from PIL import Image
 
@@ -70,6 +71,9 @@ class ArchiveWriter:
         if isinstance(frames, (str, bytes, os.PathLike, Image.Image)) or getattr(frames, "ndim", 4) != 4:
             raise TypeError("add takes frames: a uint8 array (N, H, W, 3), a tensor (N, 3, H, W) or a list of "
                             "images (for one image, a list of one)")
+        if type(frames).__module__.startswith("torch") and frames.shape[-1] == 3 and frames.shape[1] != 3 \
+                and str(frames.dtype) == "torch.uint8":
+            frames = frames.detach().cpu().numpy()  # (N, H, W, 3): channels last, as an array is read
         size = frame_size(self.codec) if self.resize else None
         batch: list = []
         for f in frames:

@@ -93,15 +93,17 @@ def test_bad_input_leaves_no_archive_and_what_was_there_untouched(tmp_path, tiny
 
 def test_large_frames_fast_videos_and_tensors(tmp_path, tiny_ctx, tiny_ctx_path):
     """Frames above the codec's pixel limit are fine when they are resized, as `compress` takes them; a video
-    at more than 1,000 frames a second keeps its rate, as it did; a (N, 3, H, W) tensor is a batch."""
+    at more than 1,000 frames a second keeps its rate, as it did; a (N, 3, H, W) tensor is a batch, and so
+    is a uint8 (N, H, W, 3) one."""
     import torch
 
     big = np.random.default_rng(2).integers(0, 256, (1, 2100, 2100, 3), dtype=np.uint8)  # 4.4 MP
     with compressor.clip_writer(tmp_path / "big.bin", tiny_ctx) as w:
         w.add(big)
         w.add(torch.from_numpy(big[:, :128, :256]).permute(0, 3, 1, 2))
+        w.add(torch.from_numpy(big[:, :128, :256]))  # uint8 (N, H, W, 3), as torchvision's video reader gives
     with compressor.open_clip(tmp_path / "big.bin", tiny_ctx_path) as c:
-        assert len(c) == 2 and c.frame_size == (128, 256)
+        assert len(c) == 3 and c.frame_size == (128, 256) and np.array_equal(c[1], c[2])
     with pytest.raises(compressor.ImageError, match="above the limit"):
         with compressor.clip_writer(tmp_path / "big2.bin", tiny_ctx, resize=False) as w:
             w.add(big)

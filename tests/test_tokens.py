@@ -607,3 +607,25 @@ def test_commands_that_run_a_network_run_it_on_the_device_asked_for(tmp_path, ti
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "device cuda" in err and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["None", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def test_a_video_faster_than_token_files_record_needs_fps(tmp_path, tiny_ctx_path, capsys):
+    """`tokens` of a video over 1,000 frames a second (a high-speed camera) is refused before anything is
+    written, where its sidecar could not be read back; --fps lets it through. (A clip archive keeps such a
+    rate: test_archive_writer.)"""
+    video = make_clip(tmp_path / "fast.mp4", frames=3, fps=2400)
+    argv = ["tokens", str(video), "--out", str(tmp_path / "t.npy"), "--model", str(tiny_ctx_path), "-q"]
+    assert compressor_main(argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "2400 frames a second" in err and "--fps" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.mp4"]
+    assert compressor_main(argv + ["--fps", "1000"]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["fps"] == 1000.0
+    from compressor.cli import compress_main
+
+    archive = tmp_path / "fast.bin"  # an archive keeps the video's rate; its tokens need --fps as the video's do
+    assert compress_main([str(video), str(archive), "--model", str(tiny_ctx_path), "-q"]) == 0
+    argv = ["tokens", str(archive), "--out", str(tmp_path / "a.npy"), "--model", str(tiny_ctx_path), "-q"]
+    assert compressor_main(argv) == 1
+    assert "fast.bin plays at 2400 frames a second" in capsys.readouterr().err
+    assert not (tmp_path / "a.npy").exists() and compressor_main(argv + ["--fps", "24"]) == 0

@@ -92,9 +92,20 @@ def _write_tokens(out: Path, codec, fps, batches, sources) -> dict:
     return meta
 
 
+def _check_recordable(fps: float | None, source) -> None:
+    """A frame rate taken from a video or clip archive (`source()` names it) that a sidecar cannot hold (a
+    high-speed camera's, over `tokens.MAX_FPS`) is refused before anything is written: --fps gives one."""
+    from compressor.tokens import MAX_FPS, MIN_FPS
+
+    if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
+        raise UserError(f"{source()} plays at {fps:g} frames a second, outside the {MIN_FPS:g} to {MAX_FPS:g} a "
+                        "token file records: give --fps")
+
+
 def _tokens_of_frames(codec, args):
     """Images, folders and videos -> (fps, token batches, sources): the encoder runs on every frame."""
     frame_sources, frames, fps, total = _frames_of(codec, args.inputs, args.no_resize, args.fps)
+    _check_recordable(fps, lambda: next(s.path for s in frame_sources if s.video))
     counts = [0] * len(frame_sources)
 
     def batches():
@@ -180,6 +191,7 @@ def _tokens_of_files(files: list[Path], args):
         stack.close()
         raise
     fps = args.fps or next((r.fps for _, r in items if isinstance(r, ClipTokens)), None)
+    _check_recordable(fps, lambda: next(p for p, r in items if isinstance(r, ClipTokens)))
     counts = [0] * len(items)
 
     def batches():
