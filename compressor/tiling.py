@@ -30,6 +30,10 @@ from torch.utils.checkpoint import checkpoint
 # `flips=1` to 1.6 GB (3.2 GB at 64), at the same bytes and no slower (9.6 s against 10.4 at 64).
 TILES_PER_PASS = 64
 TILES_PER_GRADIENT_PASS = 16
+# On a GPU, where a pass of 64 tiles leaves it mostly idle (as a batch of 32 frames does: codec.GPU_BATCH)
+# and memory is plentiful: a 1024x2048 frame is 225 overlapping windows.
+GPU_TILES_PER_PASS = 1024
+GPU_TILES_PER_GRADIENT_PASS = 256
 
 
 def tile_slices(grid: tuple[int, int], tile: tuple[int, int]) -> list[tuple[slice, slice]]:
@@ -48,14 +52,15 @@ def _run_windows(fn, x: torch.Tensor, windows: list[tuple[slice, slice]], weight
 
     `windows` are (rows, cols) cell slices; `weight(h, w)` gives the (h, w) weights over an output window
     of h x w pixels (or latent entries). Windows of one shape go through `fn` together, at most
-    TILES_PER_PASS per pass. Differentiable (encoder-side refinement runs the decoder through it).
+    TILES_PER_PASS per pass (GPU_TILES_PER_PASS on a GPU). Differentiable (encoder-side refinement runs the decoder through it).
     """
     b = x.shape[0]
     grid = (x.shape[-2] // cell_in, x.shape[-1] // cell_in)
     groups: dict[tuple[int, int], list] = {}
     for rows, cols in windows:
         groups.setdefault((rows.stop - rows.start, cols.stop - cols.start), []).append((rows, cols))
-    per_pass = max(1, (TILES_PER_GRADIENT_PASS if torch.is_grad_enabled() else TILES_PER_PASS) // b)
+    limits = (GPU_TILES_PER_GRADIENT_PASS, GPU_TILES_PER_PASS) if x.is_cuda else (TILES_PER_GRADIENT_PASS, TILES_PER_PASS)
+    per_pass = max(1, limits[0 if torch.is_grad_enabled() else 1] // b)
     out = total = None
     for (th, tw), slices in groups.items():
         w = weight(th * cell_out, tw * cell_out).to(x.device)  # (th*co, tw*co)

@@ -30,6 +30,7 @@ import torch
 from compressor.bottleneck import latent_from_symbols, symbols_from_latent
 from compressor.device import check_device, cpu_name, fast_bf16
 from compressor.model import CompressionModel, ModelConfig, load_model
+from compressor import tiling
 from compressor.tiling import Tiling
 from compressor.zoo import resolve, shipped_models
 
@@ -115,17 +116,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--whole", action="store_true", help="also run global-attention models over the whole grid")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--tiles-per-pass", type=int, default=None,
+                    help="windows a network pass takes on a GPU (default: compressor.tiling.GPU_TILES_PER_PASS)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tiles_per_pass:
+        tiling.GPU_TILES_PER_PASS = args.tiles_per_pass
     device = check_device(args.device)
     budget = args.batch_pixels or (256 if device.type == "cuda" else 32) * TRAINING_FRAME[0] * TRAINING_FRAME[1]
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     where = (f"{torch.cuda.get_device_name(device)}, bf16 autocast" if device.type == "cuda"
              else f"{cpu_name()}, {torch.get_num_threads()} threads, {'bf16 autocast' if fast_bf16(device) else 'float32'}")
-    result = {"device": where, "torch": torch.__version__, "batch_pixels": budget, "models": {}}
-    print(f"# networks alone on {where}; batch = {budget} pixels")
+    result = {"device": where, "torch": torch.__version__, "batch_pixels": budget,
+              "tiles_per_pass": tiling.GPU_TILES_PER_PASS if device.type == "cuda" else tiling.TILES_PER_PASS, "models": {}}
+    print(f"# networks alone on {where}; batch = {budget} pixels, windows: {result['tiles_per_pass']} a pass")
     print("| model | params | size | batch | coded in | encode frames/s | decode frames/s | encode Mpx/s | "
           "decode Mpx/s | peak MB (enc / dec) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
