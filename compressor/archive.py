@@ -21,10 +21,10 @@ from compressor.errors import BitstreamError, ModelMismatchError, TokenFileError
 
 def codec_for_id(model_id: int, model, what: str, device: str = "cpu"):
     """The codec for a file made by `model_id`: `model` (a name, path or Codec) if given, refused when it is
-    other weights, else the shipped model with that id, loaded on `device` (a Codec keeps its own). A checkpoint's legacy id (before context tables
-    were added to it: the same network) and its table id (before its context net was added) are accepted;
-    `coding_for` then gives no tables, or the tables without the net. So are the ids of a checkpoint whose
-    coding it carries (`ModelCard.former_model_ids`)."""
+    other weights, else the shipped model with that id, loaded on `device` (a Codec keeps its own). A
+    checkpoint's legacy id (before context tables were added to it: the same network) and its table id
+    (before its context net was added) are accepted; `coding_for` then gives no tables, or the tables
+    without the net. So are the ids of a checkpoint whose coding it carries (`ModelCard.former_model_ids`)."""
     import compressor
     from compressor.codec import Codec
     from compressor.zoo import find_shipped

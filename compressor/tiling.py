@@ -59,8 +59,11 @@ def _run_windows(fn, x: torch.Tensor, windows: list[tuple[slice, slice]], weight
     groups: dict[tuple[int, int], list] = {}
     for rows, cols in windows:
         groups.setdefault((rows.stop - rows.start, cols.stop - cols.start), []).append((rows, cols))
-    limits = (GPU_TILES_PER_GRADIENT_PASS, GPU_TILES_PER_PASS) if x.is_cuda else (TILES_PER_GRADIENT_PASS, TILES_PER_PASS)
-    per_pass = max(1, limits[0 if torch.is_grad_enabled() else 1] // b)
+    if x.is_cuda:
+        limit = GPU_TILES_PER_GRADIENT_PASS if torch.is_grad_enabled() else GPU_TILES_PER_PASS
+    else:
+        limit = TILES_PER_GRADIENT_PASS if torch.is_grad_enabled() else TILES_PER_PASS
+    per_pass = max(1, limit // b)
     out = total = None
     for (th, tw), slices in groups.items():
         w = weight(th * cell_out, tw * cell_out).to(x.device)  # (th*co, tw*co)

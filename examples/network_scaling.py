@@ -161,9 +161,10 @@ def main(argv=None) -> int:
                 k = (exponent(rows, "encode_fps"), exponent(rows, "decode_fps"))
                 print(f"| {label} | | time ~ pixels^k | | {'whole' if whole else 'as coded'} | k = {k[0]:.2f} | "
                       f"k = {k[1]:.2f} | | | |")
-            result["models"][label + (" (whole)" if whole else "")] = {"params": params, "rows": rows,
-                                                                       "exponent": exponent(rows, "encode_fps") if len(rows) > 1 else None,
-                                                                       "decode_exponent": exponent(rows, "decode_fps") if len(rows) > 1 else None}
+            fitted = len(rows) > 1
+            result["models"][label + (" (whole)" if whole else "")] = {
+                "params": params, "rows": rows, "exponent": exponent(rows, "encode_fps") if fitted else None,
+                "decode_exponent": exponent(rows, "decode_fps") if fitted else None}
         model.cpu()
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -138,7 +138,8 @@ def decompress_clip(args) -> int:
     from compressor.archive import ClipTokens
 
     src = Path(args.input)
-    with ClipTokens(src, args.model, device=args.device) as clip:  # header, index, size and model checked before any allocation
+    # header, index, size and model checked before any allocation
+    with ClipTokens(src, args.model, device=args.device) as clip:
         h, codec = clip.reader.header, clip.codec
         start, stop = parse_range(args.frames, len(clip))
         out = _Output(Path(args.output), h.fps, [src])
