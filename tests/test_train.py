@@ -655,6 +655,30 @@ def test_the_teacher_searches_from_the_seed_cards_start_scale(image_folder, tmp_
     assert Trainer(cfg, tmp_path / "distil2").cfg.distill_start_scale == 0.5
 
 
+def test_several_searches_a_frame_give_each_bit_the_share_that_set_it(image_folder, tmp_path):
+    """distill_searches K: the first search is the single search's, the others start from noise around it,
+    and the buffer counts the searches that set each bit (the target is that count / K)."""
+    from compressor.training.config import check_config
+
+    seed = _seed_release(image_folder, tmp_path)
+    codes = {}
+    for k in (1, 3):
+        torch.manual_seed(0)
+        cfg = _config(image_folder, tmp_path, 4)
+        cfg.init_from, cfg.freeze_decoder, cfg.distill_refine, cfg.distill_searches = str(seed), True, 10, k
+        trainer = Trainer(cfg, tmp_path / f"searches{k}")
+        trainer.prepare_data()
+        x = trainer.sampler.next_batch()
+        trainer.train_step(x)
+        codes[k] = trainer.distiller.buffer["codes"][: len(x)].clone()
+    assert set(codes[1].unique().tolist()) == {0, 1} and codes[3].max() == 3
+    assert ((codes[3] > 0) & (codes[3] < 3)).any()  # the searches disagree somewhere: those bits get 1/3 or 2/3
+    assert (codes[3] == 3 * codes[1]).float().mean() > 0.8  # mostly where the single search put them
+    cfg.distill_searches = 0
+    with pytest.raises(ValueError, match="distill_searches"):
+        check_config(cfg)
+
+
 def test_refined_frames_count_the_refill_after_a_resume(image_folder, tmp_path):
     """The buffer is not saved: a resumed run refines a batch at once, and the card counts it."""
     cfg = _config(image_folder, tmp_path, 3)  # batch 4

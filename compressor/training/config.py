@@ -40,6 +40,10 @@ class TrainConfig:
     # The teacher's search starts from its latent times this (refine_symbols' start_scale); 0: the seed
     # checkpoint card's refine_start_scale, so the teacher searches as `--refine` does for that model.
     distill_start_scale: float = 0.0
+    # Searches per refined frame: the first from the teacher's latent, the others from it plus Gaussian
+    # noise (distill.SEARCH_NOISE); the target of each bit is the share of searches that set it. 1: one
+    # search, a hard target.
+    distill_searches: int = 1
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
@@ -183,9 +187,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.distill_refine and not cfg.freeze_decoder:
         raise ValueError("distill_refine needs freeze_decoder: the refined codes are targets for a fixed decoder")
     if (cfg.distill_refine < 0 or cfg.distill_reuse <= 0 or cfg.distill_buffer <= 0 or cfg.distill_temperature <= 0
-            or cfg.distill_start_scale < 0):
+            or cfg.distill_start_scale < 0 or not 1 <= cfg.distill_searches <= 255):
         raise ValueError("distill_refine and distill_start_scale must be 0 or more; "
-                         "distill_reuse, distill_buffer, distill_temperature positive")
+                         "distill_reuse, distill_buffer, distill_temperature positive; distill_searches 1 to 255")
     if cfg.surrogate_temperature <= 0:
         raise ValueError(f"surrogate_temperature must be positive, got {cfg.surrogate_temperature}")
     if len(cfg.crop) != 2 or min(cfg.crop) < 16:
