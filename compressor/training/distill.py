@@ -11,7 +11,8 @@ lead the encoder there, a per-bit target does.
 With `distill_searches` K > 1 each frame is searched K times, from the teacher's latent and from it plus
 noise, and each bit's target is the share of the searches that set it. Equally good searches disagree on
 about half the bits they flip (`docs/scripts/search_ties_probe.py`): the bits they agree on carry most of
-the gain, and the majority of four searches decodes better than any one of them.
+the gain, and the majority of four searches decodes better than any one of them. Fitting the share of
+four searches gained nothing over one in an H200 A/B (docs/training-record.md), so K stays 1 by default.
 """
 from __future__ import annotations
 
