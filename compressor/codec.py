@@ -387,8 +387,7 @@ def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str = "cpu"
 
 
 def codec_for(data: bytes, model=None, device: str = "cpu") -> Codec:
-    """The codec that must decode `data`: `model` if given, else the shipped model whose id it names, loaded
-    on `device` (a Codec keeps its own)."""
+    """The codec that must decode `data`: `model` if given, else the shipped model it names; on `device`."""
     if model is not None:
         return model if isinstance(model, Codec) else load(model, device=device)
     header, _ = bitstream.unpack(data)
