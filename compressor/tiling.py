@@ -52,7 +52,8 @@ def _run_windows(fn, x: torch.Tensor, windows: list[tuple[slice, slice]], weight
 
     `windows` are (rows, cols) cell slices; `weight(h, w)` gives the (h, w) weights over an output window
     of h x w pixels (or latent entries). Windows of one shape go through `fn` together, at most
-    TILES_PER_PASS per pass (GPU_TILES_PER_PASS on a GPU). Differentiable (encoder-side refinement runs the decoder through it).
+    TILES_PER_PASS per pass (GPU_TILES_PER_PASS on a GPU). Differentiable (encoder-side refinement runs the
+    decoder through it).
     """
     b = x.shape[0]
     grid = (x.shape[-2] // cell_in, x.shape[-1] // cell_in)
