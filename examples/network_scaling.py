@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 
 from compressor.bottleneck import latent_from_symbols, symbols_from_latent
 from compressor.device import check_device, cpu_name, fast_bf16
+from compressor.measure.scaling import fitted_exponent
 from compressor.model import CompressionModel, ModelConfig, load_model
 from compressor import tiling
 from compressor.tiling import Tiling
@@ -93,18 +93,19 @@ def measure(model: CompressionModel, size: tuple[int, int], batch: int, device: 
             return model.decode_latent(latent_from_symbols(symbols, torch.float32), tiling)  # (B, 3, 16gh, 16gw)
 
     enc, dec = timed(encode, device, repeats), timed(decode, device, repeats)
-    return {"size": f"{h}x{w}", "batch": batch, "windows": tiling is not None,
+    return {"size": f"{h}x{w}", "pixels": h * w, "batch": batch, "windows": tiling is not None,
             "encode_fps": batch / enc, "decode_fps": batch / dec,
             "encode_mpx_s": batch * h * w / enc / 1e6, "decode_mpx_s": batch * h * w / dec / 1e6,
             "encode_peak_mb": peak_mb(encode, device), "decode_peak_mb": peak_mb(decode, device)}
 
 
-def exponent(rows: list[dict], key: str) -> float:
-    """k in (seconds a frame) ~ pixels^k, least squares over the sizes in log-log."""
-    xs = [math.log(eval(r["size"].replace("x", "*"))) for r in rows]
-    ys = [math.log(1 / r[key]) for r in rows]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+def exponents(rows: list[dict]) -> tuple[float, float] | None:
+    """(encode, decode) k in (seconds a frame) ~ pixels^k over the sizes (`measure.scaling`'s fit); None for
+    fewer than two sizes."""
+    if len(rows) < 2:
+        return None
+    pixels = [r["pixels"] for r in rows]
+    return tuple(fitted_exponent(pixels, [1 / r[f"{k}_fps"] for r in rows]) for k in ("encode", "decode"))
 
 
 def main(argv=None) -> int:
@@ -157,14 +158,12 @@ def main(argv=None) -> int:
                 print(f"| {label} | {params / 1e6:.2f}M | {row['size']} | {batch} | {how} | {row['encode_fps']:,.0f} | "
                       f"{row['decode_fps']:,.0f} | {row['encode_mpx_s']:,.1f} | {row['decode_mpx_s']:,.1f} | {peak} |",
                       flush=True)
-            if len(rows) > 1:
-                k = (exponent(rows, "encode_fps"), exponent(rows, "decode_fps"))
+            k = exponents(rows)
+            if k is not None:
                 print(f"| {label} | | time ~ pixels^k | | {'whole' if whole else 'as coded'} | k = {k[0]:.2f} | "
                       f"k = {k[1]:.2f} | | | |")
-            fitted = len(rows) > 1
             result["models"][label + (" (whole)" if whole else "")] = {
-                "params": params, "rows": rows, "exponent": exponent(rows, "encode_fps") if fitted else None,
-                "decode_exponent": exponent(rows, "decode_fps") if fitted else None}
+                "params": params, "rows": rows, "exponent": k and k[0], "decode_exponent": k and k[1]}
         model.cpu()
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -54,6 +54,11 @@ def measure_one(model: str, height: int, width: int, threads: int, repeats: int)
             "peak_mb": (peak_kb() - base) / 1024}
 
 
+def fitted_exponent(pixels, seconds) -> float:
+    """k in seconds ~ pixels^k: the least-squares slope in log-log."""
+    return float(np.polyfit(np.log(pixels), np.log(seconds), 1)[0])
+
+
 def run_scaling(models, out: Path, *, threads=None, sizes=SCALING_SIZES, log=print) -> dict:
     """Encode/decode time (median of 3, batch 1) and peak memory per size, each in a fresh process."""
     out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +79,8 @@ def run_scaling(models, out: Path, *, threads=None, sizes=SCALING_SIZES, log=pri
                 f"peak {row['peak_mb']:.0f} MB")
         result["models"][str(m)] = rows
         if len(rows) >= 2:
-            px = np.log([r["pixels"] for r in rows])
-            result["exponents"][str(m)] = {k: float(np.polyfit(px, np.log([r[f"{k}_s"] for r in rows]), 1)[0])
+            px = [r["pixels"] for r in rows]
+            result["exponents"][str(m)] = {k: fitted_exponent(px, [r[f"{k}_s"] for r in rows])
                                            for k in ("encode", "decode")}
     _plot_scaling(out, result)
     (out / "scaling.json").write_text(json.dumps(result, indent=1))
