@@ -103,7 +103,7 @@ class ArchiveWriter:
         import numpy as np
 
         from compressor.frames import frame_size as model_frame
-        from compressor.tokens import symbols_from_tokens
+        from compressor.tokens import checked_tokens, symbols_from_tokens
 
         self._check_open()
         tokens = np.asarray(tokens)  # a memory map stays one: it is read a batch at a time
@@ -113,7 +113,7 @@ class ArchiveWriter:
             raise TokenFileError(f"tokens must be an array (N, {grid[0]}, {grid[1]}) for {size[0]}x{size[1]} frames; "
                                  f"got shape {tokens.shape}")
         for start in range(0, len(tokens), batch):  # every value checked before any is written
-            symbols_from_tokens(tokens[start : start + batch], bits)
+            checked_tokens(tokens[start : start + batch], bits)
         for start in range(0, len(tokens), batch):
             self.add_symbols(symbols_from_tokens(tokens[start : start + batch], bits), size)
 

@@ -47,6 +47,13 @@ def check_symbols(symbols, channels: int) -> np.ndarray:
 
 def symbols_from_tokens(tokens: np.ndarray, channels: int) -> np.ndarray:
     """uint16 tokens (N, h, w) -> uint8 symbols (N, C, h, w); refuses values of more than `channels` bits."""
+    tokens = checked_tokens(tokens, channels)
+    shifts = np.arange(channels, dtype=np.uint16)[None, :, None, None]  # (1, C, 1, 1)
+    return ((tokens.astype(np.uint16)[:, None] >> shifts) & 1).astype(np.uint8)  # (N, C, h, w)
+
+
+def checked_tokens(tokens, channels: int) -> np.ndarray:
+    """Tokens (N, h, w) as an array, TokenFileError unless they are integers of at most `channels` bits."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 3:
         raise TokenFileError(f"tokens must be an array (N, h, w); got shape {tokens.shape}")
@@ -55,8 +62,7 @@ def symbols_from_tokens(tokens: np.ndarray, channels: int) -> np.ndarray:
     if tokens.size and (tokens.min() < 0 or tokens.max() >= 1 << channels):
         raise TokenFileError(f"token values must lie in 0..{(1 << channels) - 1} ({channels} bits); "
                              f"got {tokens.min()}..{tokens.max()}")
-    shifts = np.arange(channels, dtype=np.uint16)[None, :, None, None]  # (1, C, 1, 1)
-    return ((tokens.astype(np.uint16)[:, None] >> shifts) & 1).astype(np.uint8)  # (N, C, h, w)
+    return tokens
 
 
 def check_token_range(tokens: np.ndarray, bits: int, what: str, first: int = 0, every: int = 1) -> None:
